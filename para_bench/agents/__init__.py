@@ -1,0 +1,1 @@
+"""Agents: the Agent interface, the scripted oracle, baselines (and model agents)."""

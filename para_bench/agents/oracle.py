@@ -1,0 +1,148 @@
+"""``oracle``: a privileged scripted pick-and-place expert.
+
+It reads object poses and the BDDL goal from ``info`` (it declares ``privileged=True``)
+and object extents from ``info["object_extents"]``, and returns end-effector targets
+executed by ``teleport`` through the same control path as every agent. It handles goals
+``(on X Y)`` and ``(in X Y)`` — every libero_spatial and libero_object task.
+
+Grasp: objects narrower than the gripper opening are grasped at their centre, closing
+across their narrow side; wider ones (bowls, ramekins) by the rim on the side with the
+most free space, one finger inside. Place: above the target's centre, released just
+above its top. The plan is recomputed from the current poses at every call until the
+object is grasped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from para_bench.agents.base import AgentRequirements, BaseAgent
+from para_bench.envs.control import quat_xyzw_to_mat
+from para_bench.registry import register_agent
+from para_bench.types import ActionChunk
+
+OPEN, CLOSED = -1.0, 1.0
+MAX_HALF_WIDTH = 0.036  # half of what the Panda fingers can span with margin
+HOVER = 0.12  # metres above the grasp / place point for the approach
+STEP = 0.03  # metres between successive targets
+GRIP_WAIT = 10  # control steps to close or open the gripper
+
+
+def _mat_to_quat_xyzw(m: np.ndarray) -> np.ndarray:
+    from para_bench.envs.camera import mat_to_quat_wxyz
+
+    w, x, y, z = mat_to_quat_wxyz(m)
+    return np.array([x, y, z, w])
+
+
+def _rotz(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+@register_agent("oracle", description="privileged scripted pick-and-place expert (teleport)")
+class OracleAgent(BaseAgent):
+    """Scripted expert for ``on`` / ``in`` goals; see the module docstring."""
+
+    requirements = AgentRequirements(privileged=True, control="teleport")
+
+    def reset(self, task: dict[str, Any], seed: int) -> None:
+        super().reset(task, seed)
+        self.phase = "approach"
+        self.wait = 0
+        self.start_rot: np.ndarray | None = None
+        self.grasp: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ planning
+    def _goal(self, info: dict[str, Any]) -> tuple[str, str]:
+        for pred in info["goal"]:
+            if pred[0].lower() in ("on", "in") and len(pred) == 3:
+                return pred[1], pred[2]
+        raise ValueError(f"oracle handles (on X Y) / (in X Y) goals, got {info['goal']}")
+
+    def _plan_grasp(self, obj: str, info: dict[str, Any]) -> dict[str, Any]:
+        ext = info["object_extents"]
+        lo, hi = np.asarray(ext[obj][0]), np.asarray(ext[obj][1])
+        center, half = (lo + hi) / 2, (hi - lo) / 2
+        if min(half[0], half[1]) <= MAX_HALF_WIDTH:
+            # centre grasp, closing along the narrow horizontal side (fingers close along y)
+            yaw = 0.0 if half[1] <= half[0] else np.pi / 2
+            point = np.array([center[0], center[1], max(lo[2] + 0.015, hi[2] - 0.03)])
+            return {"point": point, "yaw": yaw, "bottom_gap": point[2] - lo[2]}
+        # rim grasp: one finger inside the wall, on the side with the most free space
+        others = [(np.asarray(a), np.asarray(b)) for n, (a, b) in ext.items() if n != obj]
+        best, best_clear = None, -1.0
+        for direction, yaw in (((0, 1), 0.0), ((0, -1), 0.0), ((1, 0), np.pi / 2),
+                               ((-1, 0), np.pi / 2)):
+            d = np.array([*direction, 0.0])
+            reach = half[1] if direction[0] == 0 else half[0]
+            p = center + d * (reach - 0.012)
+            clear = min((_aabb_distance_xy(p, a, b) for a, b in others), default=1.0)
+            if direction == (1, 0):  # reaching over the far side: less robust
+                clear -= 0.02
+            if clear > best_clear:
+                best, best_clear = (p, yaw), clear
+        p, yaw = best
+        point = np.array([p[0], p[1], hi[2] - 0.012])
+        return {"point": point, "yaw": yaw, "bottom_gap": point[2] - lo[2]}
+
+    def _place_point(self, target: str, info: dict[str, Any]) -> np.ndarray:
+        lo, hi = (np.asarray(v) for v in info["object_extents"][target])
+        center = (lo + hi) / 2
+        return np.array([center[0], center[1], hi[2] + self.grasp["bottom_gap"] + 0.02])
+
+    def _path(self, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        n = max(1, int(np.ceil(np.linalg.norm(goal - start) / STEP)))
+        return start + (goal - start) * (np.arange(1, n + 1)[:, None] / n)
+
+    # ------------------------------------------------------------------ acting
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
+        eef = np.asarray(obs["eef_pos"])
+        if self.start_rot is None:
+            self.start_rot = quat_xyzw_to_mat(obs["eef_quat_xyzw"])
+        obj, target = self._goal(info)
+        if self.phase in ("approach", "descend"):
+            self.grasp = self._plan_grasp(obj, info)
+        g = self.grasp
+        orient = _mat_to_quat_xyzw(_rotz(g["yaw"]) @ self.start_rot)
+        hover = g["point"] + [0, 0, HOVER]
+
+        def go(goal: np.ndarray, grip: float, next_phase: str, tol: float = 0.01) -> ActionChunk:
+            if np.linalg.norm(goal - eef) < tol:
+                self.phase = next_phase
+                return self.act(obs, info)
+            path = self._path(eef, goal)[:8]
+            return ActionChunk.from_targets(path, grip, np.tile(orient, (len(path), 1)),
+                                            control="teleport")
+
+        def hold(grip: float, next_phase: str) -> ActionChunk:
+            self.phase = next_phase
+            return ActionChunk.from_targets(np.tile(eef, (GRIP_WAIT, 1)), grip,
+                                            np.tile(orient, (GRIP_WAIT, 1)), control="servo")
+
+        if self.phase == "approach":
+            return go(hover, OPEN, "descend", tol=0.02)
+        if self.phase == "descend":
+            return go(g["point"], OPEN, "close", tol=0.008)
+        if self.phase == "close":
+            return hold(CLOSED, "lift")
+        place = self._place_point(target, info)
+        safe_z = max(g["point"][2] + HOVER, place[2] + 0.08)
+        if self.phase == "lift":
+            return go(np.array([eef[0], eef[1], safe_z]), CLOSED, "carry", tol=0.02)
+        if self.phase == "carry":
+            return go(np.array([place[0], place[1], safe_z]), CLOSED, "lower", tol=0.015)
+        if self.phase == "lower":
+            return go(place, CLOSED, "release", tol=0.01)
+        if self.phase == "release":
+            return hold(OPEN, "retreat")
+        if self.phase == "retreat":
+            return go(place + [0, 0, 0.1], OPEN, "done", tol=0.02)
+        return hold(OPEN, "done")
+
+
+def _aabb_distance_xy(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    d = np.maximum(np.maximum(lo[:2] - p[:2], 0.0), p[:2] - hi[:2])
+    return float(np.linalg.norm(d))
