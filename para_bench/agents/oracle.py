@@ -79,7 +79,9 @@ class OracleAgent(BaseAgent):
             d = np.array([*direction, 0.0])
             reach = half[1] if direction[0] == 0 else half[0]
             p = center + d * (reach - 0.012)
-            clear = min((_aabb_distance_xy(p, a, b) for a, b in others), default=1.0)
+            outer = p + d * 0.04  # the outside finger
+            clear = min((_aabb_distance_xy(outer, a, b) for a, b in others), default=1.0)
+            clear = min(clear, 0.06) - (0.01 if yaw else 0.0)  # prefer no wrist rotation
             if direction == (1, 0):  # reaching over the far side: less robust
                 clear -= 0.02
             if clear > best_clear:
@@ -103,7 +105,7 @@ class OracleAgent(BaseAgent):
         if self.start_rot is None:
             self.start_rot = quat_xyzw_to_mat(obs["eef_quat_xyzw"])
         obj, target = self._goal(info)
-        if self.phase in ("approach", "descend"):
+        if self.phase == "approach":
             self.grasp = self._plan_grasp(obj, info)
         g = self.grasp
         orient = _mat_to_quat_xyzw(_rotz(g["yaw"]) @ self.start_rot)
@@ -123,9 +125,13 @@ class OracleAgent(BaseAgent):
                                             np.tile(orient, (GRIP_WAIT, 1)), control="servo")
 
         if self.phase == "approach":
-            return go(hover, OPEN, "descend", tol=0.02)
+            return go(hover, OPEN, "align", tol=0.02)
+        if self.phase == "align":  # let the wrist finish turning above the object
+            self.phase = "descend"
+            return ActionChunk.from_targets(np.tile(hover, (6, 1)), OPEN,
+                                            np.tile(orient, (6, 1)), control="servo")
         if self.phase == "descend":
-            return go(g["point"], OPEN, "close", tol=0.008)
+            return go(g["point"], OPEN, "close", tol=0.012)
         if self.phase == "close":
             return hold(CLOSED, "lift")
         place = self._place_point(target, info)

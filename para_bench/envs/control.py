@@ -9,6 +9,7 @@ An :class:`~para_bench.types.ActionChunk` is executed one control step (20 Hz) a
   the protocol of the PARA experiments.
 * ``teleport`` — servo toward each target until within ``teleport_tol`` metres, at most
   ``teleport_max_steps`` steps per target, before the next target (and observation).
+  Every chunk executes at least one control step, so an episode always ends.
 
 Orientation: with ``zero_rotation`` (or when a target chunk carries no orientations)
 the controller holds the end-effector orientation the episode started with.
@@ -163,7 +164,8 @@ def execute_chunk(env: Controllable, chunk: ActionChunk, config: ControlConfig) 
             for j in range(budget):
                 if env._steps_left <= 0:
                     break
-                if mode == "teleport" and \
+                # a chunk always moves at least one step, so every act() makes progress
+                if mode == "teleport" and (traj or i < n - 1) and \
                         np.linalg.norm(chunk.targets[i] - env._eef_pos()) < config.teleport_tol:
                     break
                 a = servo_action(env, chunk.targets[i], chunk.gripper[i], orient, config)

@@ -108,6 +108,7 @@ class LiberoEnv(gym.Env):
         self._init_states = load_init_states(benchmark, task_id)
 
         os.environ.setdefault("MUJOCO_GL", "egl")
+        _quiet_render_teardown()
         from libero.libero.envs.env_wrapper import OffScreenRenderEnv
 
         self._libero = OffScreenRenderEnv(
@@ -507,3 +508,24 @@ class LiberoEnv(gym.Env):
     def dt(self) -> float:
         """Seconds per control step."""
         return 1.0 / self._rs.control_freq
+
+
+def _quiet_render_teardown() -> None:
+    """robosuite frees EGL contexts in ``__del__``, which raises noisily once EGL is gone at
+    interpreter exit; make those finalisers quiet (the process is ending anyway)."""
+    from robosuite.renderers.context import egl_context
+    from robosuite.utils import binding_utils
+
+    for cls in (binding_utils.MjRenderContext, egl_context.EGLGLContext):
+        original = cls.__del__
+        if getattr(original, "_para_bench_quiet", False):
+            continue
+
+        def quiet(self, _original=original):
+            try:
+                _original(self)
+            except Exception:  # noqa: BLE001 - teardown only
+                pass
+
+        quiet._para_bench_quiet = True
+        cls.__del__ = quiet

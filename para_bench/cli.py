@@ -1,0 +1,197 @@
+"""``para-bench``: list, run, table, plot, compare.
+
+Bad input prints one line (``para-bench: error: ...``) and exits with code 2; set
+``PARA_BENCH_DEBUG=1`` for full tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+CONTROL_MODES = ("delta", "servo", "teleport")
+
+
+class UsageError(ValueError):
+    """Bad input from the command line."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="para-bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list agents or suites")
+    ls.add_argument("what", choices=("agents", "suites"))
+    ls.add_argument("--json", action="store_true", help="print suites as JSON")
+
+    run = sub.add_parser("run", help="evaluate an agent on a suite")
+    run.add_argument("--agent", required=True, help="registry name or package.module:factory")
+    run.add_argument("--suite", required=True, help="suite name or path to a suite .json")
+    run.add_argument("--split", default="test")
+    run.add_argument("--tasks", default=None,
+                     help="comma-separated benchmark/task_id items (default: the suite's)")
+    run.add_argument("--episodes", type=_positive_int, default=None, help="episodes per task")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--control", choices=CONTROL_MODES, default="servo")
+    run.add_argument("--zero-rotation", action="store_true")
+    run.add_argument("--max-steps", type=_positive_int, default=600)
+    run.add_argument("--action-scale", type=float, default=1.0)
+    run.add_argument("--image-size", type=_positive_int, default=128)
+    run.add_argument("--checkpoint", default=None)
+    run.add_argument("--no-coverage", action="store_true",
+                     help="skip the oracle reference runs behind free-space coverage")
+    run.add_argument("--out", default=None, help="run folder (default results/<agent>_<suite>_<split>)")
+    run.add_argument("--video", default="none", help="none | all | failures | N (first N)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    table = sub.add_parser("table", help="summary table of one or more run folders")
+    table.add_argument("paths", nargs="+")
+    table.add_argument("--markdown", action="store_true")
+
+    plot = sub.add_parser("plot", help="bar chart with CIs and an agent x suite heatmap")
+    plot.add_argument("paths", nargs="+")
+    plot.add_argument("--out", default="comparison.png")
+
+    cmp_ = sub.add_parser("compare", help="paired comparison of two agents on the same plan")
+    cmp_.add_argument("paths", nargs="+")
+    cmp_.add_argument("--a", required=True, help="agent A")
+    cmp_.add_argument("--b", required=True, help="agent B")
+    return p
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from para_bench.registry import AGENTS
+    from para_bench.suites import list_suites
+
+    if args.what == "agents":
+        rows = [(e.name, e.source, AGENTS.describe(e)) for e in AGENTS.entries()]
+        width = max(len(r[0]) for r in rows)
+        swidth = max(len(r[1]) for r in rows)
+        for name, source, desc in rows:
+            print(f"{name:<{width}}  {source:<{swidth}}  {desc}")
+        return 0
+    suites = list_suites()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in suites], indent=2))
+    else:
+        print("\n\n".join(s.summary() for s in suites))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from para_bench.envs.tasks import parse_task
+    from para_bench.registry import AGENTS
+    from para_bench.results.tables import format_table, records_frame, summary_table
+    from para_bench.runner import RunConfig, run_plan
+    from para_bench.suites import get_suite
+
+    AGENTS.get(args.agent)  # unknown agent -> one line listing the choices
+    suite = get_suite(args.suite)
+    tasks = None
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        for t in tasks:
+            parse_task(t)
+    if args.video not in ("none", "all", "failures") and not args.video.isdigit():
+        raise UsageError(f"--video must be none, all, failures or a number, got {args.video!r}")
+    if not args.action_scale > 0:
+        raise UsageError(f"--action-scale must be positive, got {args.action_scale}")
+    agent_kwargs = {}
+    if args.checkpoint:
+        if not os.path.isfile(args.checkpoint):
+            raise UsageError(f"checkpoint {args.checkpoint}: no such file")
+        agent_kwargs["checkpoint"] = args.checkpoint
+    plan = suite.plan(args.split, tasks=tasks, episodes=args.episodes, seed=args.seed)
+    agent_label = args.agent.replace(":", "_").replace("/", "_")
+    out = Path(args.out or Path("results") / f"{agent_label}_{suite.name}_{args.split}")
+    config = RunConfig(agent=args.agent, agent_kwargs=agent_kwargs, control=args.control,
+                       zero_rotation=args.zero_rotation, max_steps=args.max_steps,
+                       action_scale=args.action_scale, image_size=args.image_size,
+                       coverage=not args.no_coverage, video=args.video)
+    print(f"para-bench: {args.agent} on {suite.name}/{args.split}: {len(plan)} episodes -> {out}",
+          file=sys.stderr)
+    t0 = time.time()
+    run_plan(plan, config, out, command=["para-bench", *sys.argv[1:]], progress=not args.quiet)
+    summary = summary_table(records_frame([out]))
+    print(format_table(summary))
+    print(f"({time.time() - t0:.0f} s; records in {out / 'episodes.jsonl'})", file=sys.stderr)
+    return 0
+
+
+def _frame(paths: list[str]):
+    from para_bench.results.store import find_runs
+    from para_bench.results.tables import records_frame
+
+    runs = [r for p in paths for r in find_runs(p)]
+    if not runs:
+        raise UsageError(f"no run folders (with episodes.jsonl) under {', '.join(paths)}")
+    return records_frame(runs)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from para_bench.results.tables import format_table, summary_table, to_markdown
+
+    summary = summary_table(_frame(args.paths))
+    print(to_markdown(summary) if args.markdown else format_table(summary))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from para_bench.results.plots import plot_comparison
+    from para_bench.results.tables import summary_table
+
+    path = plot_comparison(summary_table(_frame(args.paths)), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from para_bench.results.tables import paired_comparison
+
+    df = _frame(args.paths)
+    for agent in (args.a, args.b):
+        if agent not in set(df["agent"]):
+            raise UsageError(f"agent {agent!r} not in these runs; found: "
+                             f"{', '.join(sorted(set(df['agent'])))}")
+    res = paired_comparison(df, args.a, args.b)
+    print(json.dumps(res, indent=2, default=float))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "table": cmd_table, "plot": cmd_plot,
+            "compare": cmd_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``para-bench`` console script."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("PARA_BENCH_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"para-bench: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("para-bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
