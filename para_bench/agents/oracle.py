@@ -28,6 +28,7 @@ MAX_HALF_WIDTH = 0.036  # half of what the Panda fingers can span with margin
 HOVER = 0.12  # metres above the grasp / place point for the approach
 STEP = 0.03  # metres between successive targets
 GRIP_WAIT = 10  # control steps to close or open the gripper
+PLACE_CLEARANCE = 0.01  # metres between the held object's bottom and the target's top
 
 
 def _mat_to_quat_xyzw(m: np.ndarray) -> np.ndarray:
@@ -70,7 +71,7 @@ class OracleAgent(BaseAgent):
             # centre grasp, closing along the narrow horizontal side (fingers close along y)
             yaw = 0.0 if half[1] <= half[0] else np.pi / 2
             point = np.array([center[0], center[1], max(lo[2] + 0.015, hi[2] - 0.03)])
-            return {"point": point, "yaw": yaw, "bottom_gap": point[2] - lo[2]}
+            return {"point": point, "yaw": yaw}
         # rim grasp: one finger inside the wall, on the side with the most free space
         others = [(np.asarray(a), np.asarray(b)) for n, (a, b) in ext.items() if n != obj]
         best, best_clear = None, -1.0
@@ -88,12 +89,21 @@ class OracleAgent(BaseAgent):
                 best, best_clear = (p, yaw), clear
         p, yaw = best
         point = np.array([p[0], p[1], hi[2] - 0.012])
-        return {"point": point, "yaw": yaw, "bottom_gap": point[2] - lo[2]}
+        return {"point": point, "yaw": yaw}
 
-    def _place_point(self, target: str, info: dict[str, Any]) -> np.ndarray:
-        lo, hi = (np.asarray(v) for v in info["object_extents"][target])
-        center = (lo + hi) / 2
-        return np.array([center[0], center[1], hi[2] + self.grasp["bottom_gap"] + 0.02])
+    def _place_point(self, obj: str, target: str, eef: np.ndarray,
+                     info: dict[str, Any]) -> np.ndarray:
+        """EEF target putting the held object's body over the target's body.
+
+        LIBERO's ``on`` / ``in`` checks compare body positions, so the object's body (not
+        the EEF) is aligned with the target's body, using the live EEF-to-object offset
+        (the object swings in the fingers). The height puts the object's lowest point
+        ``PLACE_CLEARANCE`` above the target's top.
+        """
+        poses, ext = info["object_poses"], info["object_extents"]
+        xy = np.asarray(poses[target][:2]) + eef[:2] - np.asarray(poses[obj][:2])
+        hang = eef[2] - ext[obj][0][2]  # EEF height above the object's lowest point
+        return np.array([xy[0], xy[1], ext[target][1][2] + PLACE_CLEARANCE + hang])
 
     def _path(self, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
         n = max(1, int(np.ceil(np.linalg.norm(goal - start) / STEP)))
@@ -134,7 +144,7 @@ class OracleAgent(BaseAgent):
             return go(g["point"], OPEN, "close", tol=0.012)
         if self.phase == "close":
             return hold(CLOSED, "lift")
-        place = self._place_point(target, info)
+        place = self._place_point(obj, target, eef, info)
         safe_z = max(g["point"][2] + HOVER, place[2] + 0.08)
         if self.phase == "lift":
             return go(np.array([eef[0], eef[1], safe_z]), CLOSED, "carry", tol=0.02)

@@ -1,0 +1,1 @@
+"""An example para-bench agent package (see README: "Writing an agent package")."""

@@ -1,0 +1,175 @@
+"""The runner with a fake, fast environment: records, resume, fault isolation, determinism.
+
+The fake env is only for these unit tests; real rollouts are in test_sim_*.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from para_bench.registry import register_agent
+from para_bench.results.store import ResultsFormatError, RunStore
+from para_bench.runner import RunConfig, run_plan
+from para_bench.suites import get_suite
+
+
+class FakeEnv:
+    """Moves a point by the commanded deltas; succeeds when x > 0.1. Counts every step."""
+
+    dt = 0.05
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.max_steps = kwargs.get("max_steps", 50)
+        self.sim_steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.pos = np.zeros(3)
+        self.steps = 0
+        if (options or {}).get("objects", {}) and options["objects"].get("dy", 0) > 0.14:
+            raise ValueError("infeasible shift")
+        return self._obs(), self._info(False)
+
+    def step_chunk(self, chunk):
+        traj = []
+        for d in chunk.deltas if chunk.deltas is not None else chunk.targets:
+            if self.steps >= self.max_steps:
+                break
+            if chunk.deltas is not None:
+                self.pos = self.pos + 0.05 * np.clip(d[:3], -1, 1)
+            self.steps += 1
+            self.sim_steps += 1
+            traj.append(self.pos.copy())
+        success = bool(self.pos[0] > 0.1)
+        info = self._info(success)
+        info["eef_trajectory"] = np.array(traj).reshape(-1, 3)
+        info["commands"] = np.zeros((len(traj), 7))
+        return self._obs(), float(success), success, self.steps >= self.max_steps, info
+
+    def _obs(self):
+        return {"eef_pos": self.pos.copy(), "rgb": np.zeros((8, 8, 3), np.uint8),
+                "intrinsics": np.eye(3), "extrinsics": np.eye(4)}
+
+    def _info(self, success):
+        return {"success": success, "steps": self.steps, "instruction": "go right",
+                "object_poses": {"secret": np.zeros(7)}, "goal": [["on", "a", "b"]]}
+
+    def close(self):
+        pass
+
+
+@register_agent("test_forward")
+class ForwardAgent:
+    """Moves +x at a seeded random speed; fails on some seeds."""
+
+    def reset(self, task, seed):
+        self.speed = np.random.default_rng(seed).uniform(0.0, 0.2)
+
+    def act(self, obs, info):
+        assert "object_poses" not in info, "privileged info leaked to a non-privileged agent"
+        return np.tile([self.speed, 0, 0, 0, 0, 0, -1], (5, 1))
+
+    def close(self):
+        pass
+
+
+@register_agent("test_faulty")
+class FaultyAgent:
+    """Raises, returns NaN, or a wrong shape, depending on the episode seed."""
+
+    def reset(self, task, seed):
+        self.mode = seed % 4
+
+    def act(self, obs, info):
+        if self.mode == 0:
+            raise RuntimeError("boom")
+        if self.mode == 1:
+            return np.full(7, np.nan)
+        if self.mode == 2:
+            return np.zeros((3, 5))
+        return np.tile([1.0, 0, 0, 0, 0, 0, -1], (3, 1))
+
+
+def _run(agent, out, episodes=8, suite="pos_ood", **kw):
+    plan = get_suite(suite).plan("test", episodes=episodes)
+    cfg = RunConfig(agent=agent, coverage=False, max_steps=40)
+    return run_plan(plan, cfg, out, env_factory=FakeEnv, progress=False, **kw), plan
+
+
+def test_records_have_the_documented_schema(tmp_path):
+    store, plan = _run("test_forward", tmp_path / "run")
+    lines = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == len(plan) == 8
+    rec = json.loads(lines[0])
+    for key in ("episode_id", "task", "init_state", "perturbation", "status", "error",
+                "success", "steps", "metrics", "agent", "wall_time_s", "spec"):
+        assert key in rec
+    assert {"jerk", "accel_mean", "coverage"} <= set(rec["metrics"])
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["n_episodes"] == 8 and "versions" in manifest
+
+
+def test_resume_skips_finished_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "run"
+    full, _ = _run("test_forward", tmp_path / "full")
+    reference = {r.episode_id: r.success for r in full.records()}
+    # simulate a kill: keep 3 records and a torn half line
+    lines = (tmp_path / "full" / "episodes.jsonl").read_text().splitlines(keepends=True)
+    out.mkdir()
+    (out / "manifest.json").write_text((tmp_path / "full" / "manifest.json").read_text())
+    (out / "episodes.jsonl").write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    store, _ = _run("test_forward", out)
+    recs = store.records()
+    assert len(recs) == 8 and len({r.episode_id for r in recs}) == 8
+    assert {r.episode_id: r.success for r in recs} == reference
+    for line in (out / "episodes.jsonl").read_text().splitlines():
+        json.loads(line)
+
+
+def test_same_command_same_records(tmp_path):
+    a, _ = _run("test_forward", tmp_path / "a")
+    b, _ = _run("test_forward", tmp_path / "b")
+    strip = lambda r: (r.episode_id, r.success, r.steps, r.eef_trajectory)  # noqa: E731
+    assert [strip(r) for r in a.records()] == [strip(r) for r in b.records()]
+    assert len({r.success for r in a.records()}) == 2  # the fake agent both fails and succeeds
+
+
+def test_faults_stay_in_their_episode(tmp_path):
+    store, _ = _run("test_faulty", tmp_path / "run", episodes=8)
+    recs = store.records()
+    assert len(recs) == 8
+    errors = [r.error for r in recs if r.status == "error"]
+    assert len(errors) == 6
+    assert any("RuntimeError: boom" in e for e in errors)
+    assert any("NaN" in e for e in errors)
+    assert any("(7,) or (K, 7)" in e for e in errors)
+    assert all(r.success for r in recs if r.status == "ok")
+
+
+def test_rejected_perturbation_is_an_error_record(tmp_path):
+    store, _ = _run("test_forward", tmp_path / "run", episodes=20)
+    bad = [r for r in store.records() if r.perturbation["objects"]["dy"] > 0.14]
+    assert bad and all(r.status == "error" and "reset rejected" in r.error for r in bad)
+
+
+def test_a_different_plan_is_refused(tmp_path):
+    _run("test_forward", tmp_path / "run", episodes=4)
+    with pytest.raises(ResultsFormatError, match="different"):
+        _run("test_forward", tmp_path / "run", episodes=5)
+
+
+def test_actions_reach_the_simulator_only_through_step_chunk(tmp_path):
+    envs = []
+
+    def factory(**kw):
+        envs.append(FakeEnv(**kw))
+        return envs[-1]
+
+    plan = get_suite("in_dist").plan("test", episodes=3)
+    store = run_plan(plan, RunConfig(agent="test_forward", coverage=False, max_steps=40),
+                     tmp_path / "run", env_factory=factory, progress=False)
+    assert sum(e.sim_steps for e in envs) == sum(r.steps for r in store.records())
+    assert RunStore(tmp_path / "run").finished_ids() == {s.episode_id for s in plan}

@@ -1,0 +1,157 @@
+"""The real LIBERO environment: geometry, perturbations, determinism, errors, render gating."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from para_bench.envs.camera import project, unproject
+
+pytestmark = pytest.mark.sim
+
+
+def _distance_to_box(point, lo, hi):
+    return float(np.linalg.norm(np.maximum(np.maximum(np.asarray(lo) - point, 0),
+                                           point - np.asarray(hi))))
+
+
+def _check_projection(env, obs, info, tol=0.03):
+    """Every visible object centre projects onto a pixel whose depth unprojects onto it.
+
+    Body origins can sit inside hollow objects (a bowl), so "onto it" means within ``tol``
+    of the object's world bounding box (and within 25 cm of its origin).
+    """
+    k, w2c = obs["intrinsics"], obs["extrinsics"]
+    checked = 0
+    for name, pose in info["object_poses"].items():
+        uv, z = project(pose[:3], k, w2c)
+        col, row = np.round(uv[0]).astype(int)
+        if not (0 <= col < obs["depth"].shape[1] and 0 <= row < obs["depth"].shape[0]):
+            continue
+        back = unproject(uv, [obs["depth"][row, col]], k, w2c)[0]
+        assert _distance_to_box(back, *info["object_extents"][name]) < tol, name
+        assert np.linalg.norm(back - pose[:3]) < 0.25, name
+        checked += 1
+    assert checked >= 4
+
+
+def test_all_ids_match_libero_task_map():
+    import gymnasium as gym
+    from libero.libero.benchmark.libero_suite_task_map import libero_task_map
+
+    from para_bench.envs.registration import BENCHMARK_SIZES, env_id
+
+    for bench, n in BENCHMARK_SIZES.items():
+        assert len(libero_task_map[bench]) == n
+        assert env_id(bench, n - 1) in gym.registry
+
+
+def test_observation_contract_and_projection_default_view(spatial0):
+    obs, info = spatial0.reset(seed=0, options={"init_state": 3})
+    assert obs["rgb"].shape == (128, 128, 3) and obs["rgb"].dtype == np.uint8
+    assert obs["depth"].dtype == np.float32 and 0.3 < np.median(obs["depth"]) < 3.0
+    assert spatial0.observation_space.contains(obs)
+    assert info["instruction"] and info["task"] == "libero_spatial/0"
+    assert all(v.shape == (7,) for v in info["object_poses"].values())
+    _check_projection(spatial0, obs, info)
+    # a vertically flipped image puts objects far from where depth says
+    flipped = dict(obs, depth=obs["depth"][::-1])
+    with pytest.raises(AssertionError):
+        _check_projection(spatial0, flipped, info)
+
+
+def test_camera_perturbation_moves_the_view_and_keeps_geometry(spatial0):
+    obs0, _ = spatial0.reset(seed=0, options={"init_state": 3})
+    obs, info = spatial0.reset(seed=0, options={
+        "init_state": 3, "camera": {"yaw_deg": 20, "pitch_deg": 5, "distance_scale": 1.1}})
+    assert not np.allclose(obs["extrinsics"], obs0["extrinsics"])
+    assert np.abs(obs["rgb"].astype(int) - obs0["rgb"]).mean() > 5
+    _check_projection(spatial0, obs, info)
+    # the camera went round the table by ~20 degrees of yaw
+    c0 = -obs0["extrinsics"][:3, :3].T @ obs0["extrinsics"][:3, 3]
+    c1 = -obs["extrinsics"][:3, :3].T @ obs["extrinsics"][:3, 3]
+    yaw = np.degrees(np.arctan2(c1[1], c1[0]) - np.arctan2(c0[1], c0[0]))
+    assert 10 < abs(yaw) < 30
+
+
+def test_object_shift_moves_objects_by_the_asked_amount(spatial0):
+    _, info0 = spatial0.reset(seed=0, options={"init_state": 3})
+    obs, info = spatial0.reset(seed=0, options={"init_state": 3,
+                                                "objects": {"dx": 0.0, "dy": 0.05}})
+    for name in spatial0.movable_objects():
+        delta = info["object_poses"][name][:3] - info0["object_poses"][name][:3]
+        assert np.allclose(delta[:2], [0.0, 0.05], atol=0.01), (name, delta)
+    _check_projection(spatial0, obs, info)
+    _, info1 = spatial0.reset(seed=0, options={
+        "init_state": 3, "objects": {"dx": 0.04, "dy": 0.0, "names": ["plate_1"]}})
+    moved = info1["object_poses"]["plate_1"][:3] - info0["object_poses"]["plate_1"][:3]
+    still = info1["object_poses"]["cookies_1"][:3] - info0["object_poses"]["cookies_1"][:3]
+    assert abs(moved[0] - 0.04) < 0.01 and np.linalg.norm(still[:2]) < 0.005
+
+
+def test_same_seed_and_options_give_identical_observations(spatial0):
+    opts = {"init_state": 5, "camera": {"yaw_deg": -10}}
+    a, _ = spatial0.reset(seed=7, options=opts)
+    a2, _, _, _, ia = spatial0.step_chunk(np.tile([0.3, 0, 0, 0, 0, 0, -1], (4, 1)))
+    b, _ = spatial0.reset(seed=7, options=opts)
+    b2, _, _, _, ib = spatial0.step_chunk(np.tile([0.3, 0, 0, 0, 0, 0, -1], (4, 1)))
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+        assert np.array_equal(a2[k], b2[k]), k
+    assert np.array_equal(ia["eef_trajectory"], ib["eef_trajectory"])
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"init_state": 99}, "init_state"),
+    ({"camera": {"yaw": 3}}, "unknown camera option"),
+    ({"objects": {"dx": 0.0, "dy": 0.1, "names": ["unicorn_1"]}}, "unknown object"),
+    ({"objects": {"dx": 0.0, "dy": 0.29}}, "object shift"),
+    ({"colour": "red"}, "unknown reset option"),
+])
+def test_bad_options_raise_value_error(spatial0, options, match):
+    with pytest.raises(ValueError, match=match):
+        spatial0.reset(seed=0, options=options)
+
+
+def test_bad_constructor_arguments_raise_value_error():
+    from para_bench.envs.libero_env import LiberoEnv
+
+    with pytest.raises(ValueError, match="unknown task libero_spatial/12"):
+        LiberoEnv("libero_spatial", 12)
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        LiberoEnv("libero_100", 0)
+    with pytest.raises(ValueError, match="image_size"):
+        LiberoEnv("libero_spatial", 0, image_size=-5)
+
+
+def test_chunk_renders_once_and_records_every_step(spatial0, monkeypatch):
+    spatial0.reset(seed=0, options={"init_state": 0})
+    rs = spatial0._rs
+    calls = {"step": 0, "render": 0}
+    real_step, real_render = rs.step, rs.sim.render
+
+    def counting_step(a):
+        calls["step"] += 1
+        return real_step(a)
+
+    def counting_render(*a, **k):
+        calls["render"] += 1
+        return real_render(*a, **k)
+
+    monkeypatch.setattr(rs, "step", counting_step)
+    monkeypatch.setattr(rs.sim, "render", counting_render)
+    _, _, _, _, info = spatial0.step_chunk(np.tile([0, 0, 0.5, 0, 0, 0, -1], (8, 1)))
+    assert calls == {"step": 8, "render": 1}
+    assert info["eef_trajectory"].shape == (8, 3)
+    assert info["eef_trajectory"][-1, 2] > info["eef_trajectory"][0, 2]  # it moved up
+
+
+def test_check_env_passes():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("para_bench/libero_object-1-v0", image_size=32)
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+    finally:
+        env.close()
