@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", default=None)
     run.add_argument("--no-coverage", action="store_true",
                      help="skip the oracle reference runs behind free-space coverage")
-    run.add_argument("--out", default=None, help="run folder (default results/<agent>_<suite>_<split>)")
+    run.add_argument("--out", default=None,
+                     help="run folder (default results/<agent>_<suite>_<split>)")
     run.add_argument("--video", default="none", help="none | all | failures | N (first N)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -14,9 +14,10 @@ sources is an error naming both.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 
 class RegistryError(ValueError):

@@ -1,4 +1,4 @@
-"""``LiberoEnv``: one LIBERO task as a ``gymnasium.Env`` with the geometry pixel-aligned policies need.
+"""``LiberoEnv``: a LIBERO task as a ``gymnasium.Env``, with camera geometry for PARA policies.
 
 Create it through Gymnasium (``import para_bench`` registers the ids)::
 
@@ -92,7 +92,9 @@ class LiberoEnv(gym.Env):
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}")
         if render_quality not in RENDER_QUALITIES:
-            raise ValueError(f"render_quality must be one of {RENDER_QUALITIES}, got {render_quality!r}")
+            raise ValueError(
+                f"render_quality must be one of {RENDER_QUALITIES}, got {render_quality!r}"
+            )
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.task = get_task(benchmark, task_id)
@@ -286,7 +288,9 @@ class LiberoEnv(gym.Env):
             init_state = int(self.np_random.integers(n_init)) if seed is None else seed % n_init
         if isinstance(init_state, bool) or not isinstance(init_state, (int, np.integer)) \
                 or not 0 <= init_state < n_init:
-            raise ValueError(f"init_state must be an integer in 0..{n_init - 1}, got {init_state!r}")
+            raise ValueError(
+                f"init_state must be an integer in 0..{n_init - 1}, got {init_state!r}"
+            )
         camera = CameraPerturbation.from_options(options.get("camera"))
         shift = ObjectShift.from_options(options.get("objects"))
         if shift and shift.names:
@@ -424,7 +428,9 @@ class LiberoEnv(gym.Env):
         new_pos, new_rot = orbit(xpos, xmat, pivot, camera.yaw_deg, camera.pitch_deg,
                                  camera.distance_scale)
         if new_pos[2] < self._table_z + 0.1:
-            raise ValueError(f"camera perturbation {camera.to_dict()} puts the camera below the table")
+            raise ValueError(
+                f"camera perturbation {camera.to_dict()} puts the camera below the table"
+            )
         sim.model.cam_pos[self._cam_id] = new_pos
         sim.model.cam_quat[self._cam_id] = mat_to_quat_wxyz(new_rot)
         sim.forward()

@@ -65,7 +65,9 @@ class CameraPerturbation:
             )
         lo, hi = DISTANCE_SCALE_RANGE
         if not lo <= p.distance_scale <= hi:
-            raise ValueError(f"camera distance_scale must be in [{lo}, {hi}], got {p.distance_scale}")
+            raise ValueError(
+                f"camera distance_scale must be in [{lo}, {hi}], got {p.distance_scale}"
+            )
         return p
 
     def to_dict(self) -> dict:

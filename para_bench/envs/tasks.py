@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def validate_task(benchmark: str, task_id: int) -> tuple[str, int]:
     return benchmark, int(task_id)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_task(benchmark: str, task_id: int) -> TaskInfo:
     """Finds a task in LIBERO's task map (default task order)."""
     benchmark, task_id = validate_task(benchmark, task_id)
