@@ -28,6 +28,8 @@ MAX_HALF_WIDTH = 0.036  # half of what the Panda fingers can span with margin
 HOVER = 0.12  # metres above the grasp / place point for the approach
 STEP = 0.03  # metres between successive targets
 GRIP_WAIT = 10  # control steps to close or open the gripper
+RIM_INSET = 0.005  # metres from a bowl's outer edge (its AABB) in to the grasped wall
+RIM_DEPTH = 0.012  # metres below a bowl's top for a rim grasp
 PLACE_CLEARANCE = 0.01  # metres between the held object's bottom and the target's top
 
 
@@ -79,7 +81,7 @@ class OracleAgent(BaseAgent):
                                ((-1, 0), np.pi / 2)):
             d = np.array([*direction, 0.0])
             reach = half[1] if direction[0] == 0 else half[0]
-            p = center + d * (reach - 0.012)
+            p = center + d * (reach - RIM_INSET)
             outer = p + d * 0.04  # the outside finger
             clear = min((_aabb_distance_xy(outer, a, b) for a, b in others), default=1.0)
             clear = min(clear, 0.06) - (0.01 if yaw else 0.0)  # prefer no wrist rotation
@@ -88,7 +90,7 @@ class OracleAgent(BaseAgent):
             if clear > best_clear:
                 best, best_clear = (p, yaw), clear
         p, yaw = best
-        point = np.array([p[0], p[1], hi[2] - 0.012])
+        point = np.array([p[0], p[1], hi[2] - RIM_DEPTH])
         return {"point": point, "yaw": yaw}
 
     def _place_point(self, obj: str, target: str, eef: np.ndarray,
