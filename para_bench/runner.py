@@ -161,6 +161,7 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec, frames: list | None = N
         agent.reset({"task": spec.task, "instruction": info["instruction"]}, spec.seed)
     except Exception as e:  # noqa: BLE001 - any agent failure is the agent's
         raise AgentFault(f"agent.reset raised {type(e).__name__}: {e}") from e
+    stages = StageTracker(info)
     traj = [np.asarray(obs["eef_pos"], dtype=np.float64)]
     grips: list[float] = []
     latencies = []
@@ -180,6 +181,7 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec, frames: list | None = N
         grips.extend(np.asarray(info["commands"])[:, 6].tolist())
         steps = info["steps"]
         success = bool(info["success"])
+        stages.update(info)
         if frames is not None:
             frames.append(obs["rgb"])
         done = terminated or truncated
@@ -187,7 +189,43 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec, frames: list | None = N
         success_step = steps
     return {"success": success, "steps": steps, "traj": np.asarray(traj), "grips": grips,
             "latencies": latencies, "camera": start_cam, "success_step": success_step,
-            "dt": getattr(env, "dt", 0.05)}
+            "dt": getattr(env, "dt", 0.05), "stage": stages.stage(success)}
+
+
+class StageTracker:
+    """How far a pick-and-place episode got, from privileged state (the agent never sees it).
+
+    Stages: ``none``; ``approached`` (the EEF came within 5 cm of the object to move);
+    ``grasped`` (that object rose 3 cm above its start with the EEF within 8 cm of it);
+    ``placed`` (success). Tasks without an ``(on X Y)`` / ``(in X Y)`` goal report None.
+    """
+
+    APPROACH_M, LIFT_M, HOLD_M = 0.05, 0.03, 0.08
+
+    def __init__(self, info: dict) -> None:
+        goal = [g for g in info.get("goal", []) if len(g) == 3 and g[0].lower() in ("on", "in")]
+        poses = info.get("object_poses", {})
+        self.obj = goal[0][1] if goal and goal[0][1] in poses else None
+        self.z0 = poses[self.obj][2] if self.obj else 0.0
+        self.approached = self.grasped = False
+
+    def update(self, info: dict) -> None:
+        if self.obj is None:
+            return
+        pos = np.asarray(info["object_poses"][self.obj][:3])
+        eef = np.asarray(info["eef_trajectory"]).reshape(-1, 3)
+        if not len(eef):
+            return
+        dist = np.linalg.norm(eef - pos, axis=1)
+        self.approached |= bool(dist.min() < self.APPROACH_M)
+        self.grasped |= bool(pos[2] > self.z0 + self.LIFT_M and dist[-1] < self.HOLD_M)
+
+    def stage(self, success: bool) -> str | None:
+        if self.obj is None:
+            return "placed" if success else None
+        if success:
+            return "placed"
+        return "grasped" if self.grasped else "approached" if self.approached else "none"
 
 
 def episode_metrics(out: dict, reference: np.ndarray | None, image_size: int) -> dict:
@@ -202,6 +240,7 @@ def episode_metrics(out: dict, reference: np.ndarray | None, image_size: int) ->
         "latency_ms": 1000 * float(np.mean(out["latencies"])) if out["latencies"] else None,
         "n_calls": len(out["latencies"]),
         "dt": dt,
+        "stage": out.get("stage"),
         "coverage": None,
         "coverage_3d": None,
         "coverage_eps_px": None,

@@ -107,7 +107,7 @@ def test_records_have_the_documented_schema(tmp_path):
     for key in ("episode_id", "task", "init_state", "perturbation", "status", "error",
                 "success", "steps", "metrics", "agent", "wall_time_s", "spec"):
         assert key in rec
-    assert {"jerk", "accel_mean", "coverage"} <= set(rec["metrics"])
+    assert {"jerk", "accel_mean", "coverage", "stage", "latency_ms"} <= set(rec["metrics"])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["n_episodes"] == 8 and "versions" in manifest
 
@@ -173,3 +173,18 @@ def test_actions_reach_the_simulator_only_through_step_chunk(tmp_path):
                      tmp_path / "run", env_factory=factory, progress=False)
     assert sum(e.sim_steps for e in envs) == sum(r.steps for r in store.records())
     assert RunStore(tmp_path / "run").finished_ids() == {s.episode_id for s in plan}
+
+
+def test_stage_tracker_counts_approach_and_grasp():
+    from para_bench.runner import StageTracker
+
+    start = {"goal": [["on", "bowl", "plate"]], "object_poses": {"bowl": np.zeros(7)}}
+    tracker = StageTracker(start)
+    far = {"object_poses": {"bowl": np.zeros(7)}, "eef_trajectory": [[0.3, 0, 0]]}
+    tracker.update(far)
+    assert tracker.stage(False) == "none"
+    tracker.update({"object_poses": {"bowl": np.zeros(7)}, "eef_trajectory": [[0.02, 0, 0]]})
+    assert tracker.stage(False) == "approached"
+    lifted = np.array([0, 0, 0.1, 0, 0, 0, 1.0])
+    tracker.update({"object_poses": {"bowl": lifted}, "eef_trajectory": [[0, 0, 0.12]]})
+    assert tracker.stage(False) == "grasped" and tracker.stage(True) == "placed"
