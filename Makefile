@@ -10,7 +10,7 @@ export MUJOCO_GL ?= egl
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=64" wheel
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"

@@ -155,3 +155,14 @@ def test_check_env_passes():
         check_env(env.unwrapped, skip_render_check=True)
     finally:
         env.close()
+
+
+def test_unstable_simulation_raises(spatial0):
+    from para_bench.envs.libero_env import SimulationUnstable
+
+    spatial0.reset(seed=0, options={"init_state": 0})
+    spatial0._rs.sim.data.qvel[:] = np.nan
+    with pytest.raises(SimulationUnstable, match="unstable"):
+        spatial0.step_chunk(np.zeros((2, 7)))
+    obs, _ = spatial0.reset(seed=0, options={"init_state": 0})  # a reset recovers
+    assert np.all(np.isfinite(obs["eef_pos"]))

@@ -51,6 +51,10 @@ SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1.0])
 RESET_OPTIONS = {"init_state", "camera", "objects"}
 
 
+class SimulationUnstable(RuntimeError):
+    """The physics diverged; the episode cannot continue (reset the environment)."""
+
+
 class LiberoEnv(gym.Env):
     """A LIBERO task (MuJoCo + robosuite) with camera geometry, perturbations and one control path.
 
@@ -160,6 +164,7 @@ class LiberoEnv(gym.Env):
         self._last_obs: dict | None = None
         self._init_state: int | None = None
         self._geom_cache: dict[str, list[int]] = {}
+        self._bad_qacc = 0
         self._needs_reset = True
 
     # ------------------------------------------------------------------ rendering
@@ -199,9 +204,21 @@ class LiberoEnv(gym.Env):
         finally:
             self._render_gate = False
         self._steps += 1
+        self._check_stable()
         if render:
             self._last_obs = self._rs._get_observations()
         return bool(done)
+
+    def _check_stable(self) -> None:
+        """Raises ``SimulationUnstable`` when the physics diverged (the episode is lost)."""
+        bad = _divergence_count(self._rs.sim.data._data)
+        if bad > self._bad_qacc or not np.all(np.isfinite(self._rs.sim.data.qpos)):
+            self._bad_qacc = bad
+            self._needs_reset = True
+            raise SimulationUnstable(
+                f"simulation unstable at step {self._steps} of {self.task.key} "
+                "(non-finite state, or MuJoCo flagged bad qpos / qvel / qacc)"
+            )
 
     def _eef_pos(self) -> np.ndarray:
         return self._rs.sim.data.site_xpos[self._eef_site].copy()
@@ -315,6 +332,7 @@ class LiberoEnv(gym.Env):
         if shift:
             self._apply_object_shift(shift)
         self._steps = 0
+        self._bad_qacc = _divergence_count(self._rs.sim.data._data)
         for _ in range(self.settle_steps):
             rs.step(SETTLE_ACTION)
         if shift:
@@ -535,3 +553,12 @@ def _quiet_render_teardown() -> None:
 
         quiet._para_bench_quiet = True
         cls.__del__ = quiet
+
+
+def _divergence_count(data) -> int:
+    """MuJoCo's count of bad-qpos / qvel / qacc events (it silently resets data on them)."""
+    import mujoco
+
+    w = mujoco.mjtWarning
+    return sum(int(data.warning[k].number) for k in (w.mjWARN_BADQPOS, w.mjWARN_BADQVEL,
+                                                     w.mjWARN_BADQACC))
