@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None,
                      help="run folder (default results/<agent>_<suite>_<split>)")
     run.add_argument("--video", default="none", help="none | all | failures | N (first N)")
+    run.add_argument("--workers", type=_positive_int, default=1,
+                     help="episodes in N worker processes (each its own simulator)")
+    run.add_argument("--episode-timeout", type=float, default=None,
+                     help="seconds before an episode is killed and recorded as an error")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     table = sub.add_parser("table", help="summary table of one or more run folders")
@@ -126,7 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"para-bench: {args.agent} on {suite.name}/{args.split}: {len(plan)} episodes -> {out}",
           file=sys.stderr)
     t0 = time.time()
-    run_plan(plan, config, out, command=["para-bench", *sys.argv[1:]], progress=not args.quiet)
+    if args.episode_timeout is not None and not args.episode_timeout > 0:
+        raise UsageError(f"--episode-timeout must be positive, got {args.episode_timeout}")
+    run_plan(plan, config, out, command=["para-bench", *sys.argv[1:]], progress=not args.quiet,
+             workers=args.workers, episode_timeout=args.episode_timeout)
     summary = summary_table(records_frame([out]))
     print(format_table(summary))
     print(f"({time.time() - t0:.0f} s; records in {out / 'episodes.jsonl'})", file=sys.stderr)

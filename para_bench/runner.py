@@ -283,7 +283,9 @@ class ReferenceCache:
             return None
         ref = out["traj"] if out["success"] else np.zeros((0, 3))
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, ref)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, ref)
+        os.replace(tmp, path)  # atomic: workers may compute references concurrently
         return ref
 
     def close(self) -> None:
@@ -291,12 +293,74 @@ class ReferenceCache:
             self._pool.close()
 
 
+def execute_spec(spec: EpisodeSpec, agent: Any, pool: EnvPool, refs: ReferenceCache | None,
+                 config: RunConfig, out_dir: Path, ckpt: str | None, ckpt_sha: str | None,
+                 index: int) -> EpisodeRecord:
+    """Runs one planned episode with fault isolation and returns its record."""
+    req: AgentRequirements = getattr(agent, "requirements", AgentRequirements())
+    t0 = time.perf_counter()
+    frames: list | None = [] if config.video != "none" else None
+    status, error, out = "ok", None, None
+    try:
+        env = pool.get(spec, req)
+        out = run_episode(env, agent, spec, frames)
+    except AgentFault as e:
+        status, error = "error", str(e)
+    except ValueError as e:  # e.g. an infeasible perturbation
+        status, error = "error", f"reset rejected: {e}"
+    except Exception as e:  # noqa: BLE001 - simulator fault: rebuild the env
+        status, error = "error", f"simulator {type(e).__name__}: {e}"
+        pool.discard()
+    if status == "ok":
+        reference = refs.get(spec) if refs is not None else None
+        m = episode_metrics(out, reference, req.image_size or config.image_size)
+        m.update({f"spec_{k}": v for k, v in spec.extra.items() if isinstance(v, (int, float))})
+        success, steps, traj = out["success"], out["steps"], out["traj"]
+    else:
+        m, success, steps, traj = {}, False, 0, None
+    record = EpisodeRecord(
+        episode_id=spec.episode_id, spec=spec.to_dict(), task=spec.task,
+        init_state=spec.init_state, perturbation=spec.perturbation, agent=config.agent,
+        status=status, success=bool(success), steps=int(steps), metrics=m, checkpoint=ckpt,
+        checkpoint_sha=ckpt_sha, error=error,
+        eef_trajectory=None if traj is None else np.round(traj, 5).tolist(),
+        wall_time_s=round(time.perf_counter() - t0, 3),
+    )
+    if frames and _want_video(config.video, index, record.success):
+        _write_video(frames, Path(out_dir) / "videos" / f"{spec.episode_id}.mp4")
+    return record
+
+
+def error_record(spec: EpisodeSpec, config: RunConfig, error: str) -> EpisodeRecord:
+    """The record of an episode lost with its worker (crash, kill, timeout)."""
+    return EpisodeRecord(
+        episode_id=spec.episode_id, spec=spec.to_dict(), task=spec.task,
+        init_state=spec.init_state, perturbation=spec.perturbation, agent=config.agent,
+        status="error", success=False, steps=0, metrics={}, error=error,
+        checkpoint=config.agent_kwargs.get("checkpoint"),
+    )
+
+
+def reference_cache(config: RunConfig, out_dir: Path,
+                    reference_root: str | Path | None) -> ReferenceCache | None:
+    if not config.coverage:
+        return None
+    root = Path(reference_root) if reference_root else Path(out_dir).parent / ".reference"
+    return ReferenceCache(root, lambda: EnvPool(config))
+
+
 def run_plan(plan: list[EpisodeSpec], config: RunConfig, out_dir: str | Path,
              command: list[str] | None = None, env_factory: Callable | None = None,
-             progress: bool = True, reference_root: str | Path | None = None) -> RunStore:
-    """Runs (or resumes) a plan for one agent into ``out_dir``; returns the store."""
+             progress: bool = True, reference_root: str | Path | None = None,
+             workers: int = 1, episode_timeout: float | None = None) -> RunStore:
+    """Runs (or resumes) a plan for one agent into ``out_dir``; returns the store.
+
+    With ``workers > 1`` episodes run in that many spawned worker processes
+    (:mod:`para_bench.parallel`); this process stays the only writer of records.
+    """
     from para_bench.registry import make_agent
 
+    out_dir = Path(out_dir)
     store = RunStore(out_dir)
     manifest = build_manifest(plan, config, command or sys.argv)
     if store.read_manifest() is not None:
@@ -305,67 +369,44 @@ def run_plan(plan: list[EpisodeSpec], config: RunConfig, out_dir: str | Path,
         store.write_manifest(manifest)
     finished = store.finished_ids()
     todo = [s for s in plan if s.episode_id not in finished]
-
-    agent = make_agent(config.agent, **config.agent_kwargs)
-    req: AgentRequirements = getattr(agent, "requirements", AgentRequirements())
-    ckpt = config.agent_kwargs.get("checkpoint")
-    ckpt_sha = checkpoint_sha(ckpt)
-    pool = EnvPool(config, env_factory)
-    refs = None
-    if config.coverage and env_factory is None:
-        root = Path(reference_root) if reference_root else Path(out_dir).parent / ".reference"
-        refs = ReferenceCache(root, lambda: EnvPool(config))
     done_records = store.records()
-    n_ok = sum(r.success for r in done_records)
     bar = _progress(len(plan), len(done_records), progress)
+    n_ok = sum(r.success for r in done_records)
+
+    def emit(record: EpisodeRecord) -> None:
+        nonlocal n_ok
+        store.append(record)
+        n_ok += record.success
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"success {n_ok}/{bar.n}")
+
     try:
-        for i, spec in enumerate(todo):
-            t0 = time.perf_counter()
-            frames: list | None = [] if config.video != "none" else None
-            status, error, out = "ok", None, None
+        if (workers > 1 or episode_timeout) and env_factory is None and todo:
+            from para_bench.parallel import run_in_workers
+
+            run_in_workers(todo, config, out_dir, emit, workers, episode_timeout,
+                           reference_root)
+            return store
+        agent = make_agent(config.agent, **config.agent_kwargs)
+        ckpt = config.agent_kwargs.get("checkpoint")
+        ckpt_sha = checkpoint_sha(ckpt)
+        pool = EnvPool(config, env_factory)
+        refs = reference_cache(config, out_dir, reference_root) if env_factory is None else None
+        try:
+            for i, spec in enumerate(todo):
+                emit(execute_spec(spec, agent, pool, refs, config, out_dir, ckpt, ckpt_sha, i))
+        finally:
+            pool.close()
+            if refs is not None:
+                refs.close()
             try:
-                env = pool.get(spec, req)
-                out = run_episode(env, agent, spec, frames)
-            except AgentFault as e:
-                status, error = "error", str(e)
-            except ValueError as e:  # e.g. an infeasible perturbation
-                status, error = "error", f"reset rejected: {e}"
-            except Exception as e:  # noqa: BLE001 - simulator fault: rebuild the env
-                status, error = "error", f"simulator {type(e).__name__}: {e}"
-                pool.discard()
-            if status == "ok":
-                reference = refs.get(spec) if refs is not None else None
-                m = episode_metrics(out, reference, req.image_size or config.image_size)
-                m.update({f"spec_{k}": v for k, v in spec.extra.items()
-                          if isinstance(v, (int, float))})
-                success, steps, traj = out["success"], out["steps"], out["traj"]
-            else:
-                m, success, steps, traj = {}, False, 0, None
-            record = EpisodeRecord(
-                episode_id=spec.episode_id, spec=spec.to_dict(), task=spec.task,
-                init_state=spec.init_state, perturbation=spec.perturbation,
-                agent=config.agent, status=status, success=bool(success), steps=int(steps),
-                metrics=m, checkpoint=ckpt, checkpoint_sha=ckpt_sha, error=error,
-                eef_trajectory=None if traj is None else np.round(traj, 5).tolist(),
-                wall_time_s=round(time.perf_counter() - t0, 3),
-            )
-            store.append(record)
-            n_ok += record.success
-            if frames and _want_video(config.video, i, record.success):
-                _write_video(frames, Path(out_dir) / "videos" / f"{spec.episode_id}.mp4")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"success {n_ok}/{bar.n}")
+                agent.close()
+            except Exception:  # noqa: BLE001
+                pass
     finally:
         if bar is not None:
             bar.close()
-        pool.close()
-        if refs is not None:
-            refs.close()
-        try:
-            agent.close()
-        except Exception:  # noqa: BLE001
-            pass
     return store
 
 

@@ -83,3 +83,26 @@ def test_example_plugin_installs_and_runs(tmp_path):
     assert rec["status"] == "ok" and rec["steps"] == 12
     z = [p[2] for p in rec["eef_trajectory"]]
     assert z[-1] > z[0] + 0.05  # it lifted, through the servo control path
+
+
+def test_two_workers_give_the_same_records_as_one(tmp_path):
+    common = ("run", "--agent", "random", "--suite", "viewpoint_ood", "--episodes", "4",
+              "--max-steps", "15", "--no-coverage", "--quiet")
+    _cli(*common, "--out", str(tmp_path / "one"))
+    _cli(*common, "--workers", "2", "--out", str(tmp_path / "two"))
+    key = lambda r: (r["episode_id"], r["success"], r["steps"], r["eef_trajectory"])  # noqa: E731
+    assert sorted(map(key, _records(tmp_path / "one"))) == \
+        sorted(map(key, _records(tmp_path / "two")))
+
+
+def test_a_dying_or_hanging_worker_costs_only_its_episode(tmp_path):
+    out = tmp_path / "crash"
+    _cli("run", "--agent", "tests.crashing_agent:CrashingAgent", "--suite", "in_dist",
+         "--episodes", "4", "--max-steps", "10", "--no-coverage", "--quiet", "--workers", "2",
+         "--episode-timeout", "40", "--out", str(out))
+    recs = {r["spec"]["seed"]: r for r in _records(out)}
+    assert sorted(recs) == [0, 1, 2, 3]
+    assert recs[1]["status"] == "ok" and recs[1]["steps"] == 10
+    assert recs[0]["status"] == "error" and "died" in recs[0]["error"]
+    assert "attempt 2" in recs[2]["error"]  # retried once in a fresh worker
+    assert recs[3]["status"] == "error" and "timed out" in recs[3]["error"]
