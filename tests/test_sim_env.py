@@ -166,3 +166,16 @@ def test_unstable_simulation_raises(spatial0):
         spatial0.step_chunk(np.zeros((2, 7)))
     obs, _ = spatial0.reset(seed=0, options={"init_state": 0})  # a reset recovers
     assert np.all(np.isfinite(obs["eef_pos"]))
+
+
+def test_observed_orientation_is_the_controlled_frame(spatial0):
+    """Commanding the observed pose back holds the wrist still (obs and control agree)."""
+    from para_bench.envs.control import quat_xyzw_to_mat
+    from para_bench.types import ActionChunk
+
+    obs, _ = spatial0.reset(seed=0, options={"init_state": 0})
+    chunk = ActionChunk.from_targets(np.tile(obs["eef_pos"], (5, 1)), -1.0,
+                                     np.tile(obs["eef_quat_xyzw"], (5, 1)), control="servo")
+    after, *_ = spatial0.step_chunk(chunk)
+    r0, r1 = (quat_xyzw_to_mat(o["eef_quat_xyzw"]) for o in (obs, after))
+    assert np.degrees(np.arccos(np.clip((np.trace(r0.T @ r1) - 1) / 2, -1, 1))) < 1.0

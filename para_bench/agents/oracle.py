@@ -28,9 +28,17 @@ MAX_HALF_WIDTH = 0.036  # half of what the Panda fingers can span with margin
 HOVER = 0.12  # metres above the grasp / place point for the approach
 STEP = 0.03  # metres between successive targets
 GRIP_WAIT = 10  # control steps to close or open the gripper
-RIM_INSET = 0.005  # metres from a bowl's outer edge (its AABB) in to the grasped wall
+RIM_INSET = 0.007  # metres from a bowl's outer edge (its AABB) in to the grasped wall
 RIM_DEPTH = 0.012  # metres below a bowl's top for a rim grasp
+GRASP_TOL = 0.004  # metres; how close to the grasp point the EEF gets before closing
+LIFT_CHECK = 0.05  # metres of lift after which a grasped object must have risen half as much
+STALL = 0.002  # metres; a descent moving less than this per chunk has stopped
+BLOCKED_DIST = 0.015  # metres; a descent stopped this far from the grasp point is blocked
 PLACE_CLEARANCE = 0.01  # metres between the held object's bottom and the target's top
+
+
+# rim grasp candidates: (direction from the bowl's centre to the grasped wall, wrist yaw)
+RIM_SIDES = (((0, 1), 0.0), ((0, -1), 0.0), ((1, 0), np.pi / 2), ((-1, 0), np.pi / 2))
 
 
 def _mat_to_quat_xyzw(m: np.ndarray) -> np.ndarray:
@@ -57,6 +65,8 @@ class OracleAgent(BaseAgent):
         self.wait = 0
         self.start_rot: np.ndarray | None = None
         self.grasp: dict[str, Any] | None = None
+        self.failed_sides: set[tuple[int, int]] = set()  # rim sides that did not work
+        self.last_eef: np.ndarray | None = None
 
     # ------------------------------------------------------------------ planning
     def _goal(self, info: dict[str, Any]) -> tuple[str, str]:
@@ -73,12 +83,15 @@ class OracleAgent(BaseAgent):
             # centre grasp, closing along the narrow horizontal side (fingers close along y)
             yaw = 0.0 if half[1] <= half[0] else np.pi / 2
             point = np.array([center[0], center[1], max(lo[2] + 0.015, hi[2] - 0.03)])
-            return {"point": point, "yaw": yaw}
+            return {"point": point, "yaw": yaw, "object_z": lo[2], "side": None}
         # rim grasp: one finger inside the wall, on the side with the most free space
         others = [(np.asarray(a), np.asarray(b)) for n, (a, b) in ext.items() if n != obj]
-        best, best_clear = None, -1.0
-        for direction, yaw in (((0, 1), 0.0), ((0, -1), 0.0), ((1, 0), np.pi / 2),
-                               ((-1, 0), np.pi / 2)):
+        sides = [side for side in RIM_SIDES if side[0] not in self.failed_sides]
+        if not sides:  # every side failed once: try them all again
+            self.failed_sides.clear()
+            sides = list(RIM_SIDES)
+        best, best_clear = None, -np.inf
+        for direction, yaw in sides:
             d = np.array([*direction, 0.0])
             reach = half[1] if direction[0] == 0 else half[0]
             p = center + d * (reach - RIM_INSET)
@@ -88,10 +101,10 @@ class OracleAgent(BaseAgent):
             if direction == (1, 0):  # reaching over the far side: less robust
                 clear -= 0.02
             if clear > best_clear:
-                best, best_clear = (p, yaw), clear
-        p, yaw = best
+                best, best_clear = (p, yaw, direction), clear
+        p, yaw, side = best
         point = np.array([p[0], p[1], hi[2] - RIM_DEPTH])
-        return {"point": point, "yaw": yaw}
+        return {"point": point, "yaw": yaw, "object_z": lo[2], "side": side}
 
     def _place_point(self, obj: str, target: str, eef: np.ndarray,
                      info: dict[str, Any]) -> np.ndarray:
@@ -112,6 +125,13 @@ class OracleAgent(BaseAgent):
         return start + (goal - start) * (np.arange(1, n + 1)[:, None] / n)
 
     # ------------------------------------------------------------------ acting
+    def _give_up_grasp(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
+        """Marks the current rim side as failed and backs up to re-plan the grasp."""
+        if self.grasp["side"] is not None:
+            self.failed_sides.add(self.grasp["side"])
+        self.phase = "retreat_grasp"
+        return self.act(obs, info)
+
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
         eef = np.asarray(obs["eef_pos"])
         if self.start_rot is None:
@@ -119,6 +139,7 @@ class OracleAgent(BaseAgent):
         obj, target = self._goal(info)
         if self.phase == "approach":
             self.grasp = self._plan_grasp(obj, info)
+            self.last_eef = None
         g = self.grasp
         orient = _mat_to_quat_xyzw(_rotz(g["yaw"]) @ self.start_rot)
         hover = g["point"] + [0, 0, HOVER]
@@ -131,34 +152,47 @@ class OracleAgent(BaseAgent):
             return ActionChunk.from_targets(path, grip, np.tile(orient, (len(path), 1)),
                                             control="teleport")
 
-        def hold(grip: float, next_phase: str) -> ActionChunk:
+        def hold(at: np.ndarray, grip: float, next_phase: str) -> ActionChunk:
             self.phase = next_phase
-            return ActionChunk.from_targets(np.tile(eef, (GRIP_WAIT, 1)), grip,
+            return ActionChunk.from_targets(np.tile(at, (GRIP_WAIT, 1)), grip,
                                             np.tile(orient, (GRIP_WAIT, 1)), control="servo")
 
         if self.phase == "approach":
             return go(hover, OPEN, "align", tol=0.02)
+        if self.phase == "retreat_grasp":  # back up above the failed grasp, then re-plan
+            return go(hover, OPEN, "approach", tol=0.02)
         if self.phase == "align":  # let the wrist finish turning above the object
             self.phase = "descend"
             return ActionChunk.from_targets(np.tile(hover, (6, 1)), OPEN,
                                             np.tile(orient, (6, 1)), control="servo")
         if self.phase == "descend":
-            return go(g["point"], OPEN, "close", tol=0.012)
+            stalled = self.last_eef is not None and np.linalg.norm(eef - self.last_eef) < STALL
+            self.last_eef = eef
+            remaining = np.linalg.norm(g["point"] - eef)
+            if stalled and remaining > BLOCKED_DIST:  # something is in the way
+                return self._give_up_grasp(obs, info)
+            if stalled:  # as close as the controller gets
+                self.phase = "close"
+                return self.act(obs, info)
+            return go(g["point"], OPEN, "close", tol=GRASP_TOL)
         if self.phase == "close":
-            return hold(CLOSED, "lift")
+            return hold(g["point"], CLOSED, "lift")
         place = self._place_point(obj, target, eef, info)
         safe_z = max(g["point"][2] + HOVER, place[2] + 0.08)
         if self.phase == "lift":
+            if eef[2] > g["point"][2] + LIFT_CHECK and \
+                    info["object_extents"][obj][0][2] < g["object_z"] + LIFT_CHECK / 2:
+                return self._give_up_grasp(obs, info)  # the object stayed behind
             return go(np.array([eef[0], eef[1], safe_z]), CLOSED, "carry", tol=0.02)
         if self.phase == "carry":
             return go(np.array([place[0], place[1], safe_z]), CLOSED, "lower", tol=0.015)
         if self.phase == "lower":
             return go(place, CLOSED, "release", tol=0.01)
         if self.phase == "release":
-            return hold(OPEN, "retreat")
+            return hold(eef, OPEN, "retreat")
         if self.phase == "retreat":
             return go(place + [0, 0, 0.1], OPEN, "done", tol=0.02)
-        return hold(OPEN, "done")
+        return hold(eef, OPEN, "done")
 
 
 def _aabb_distance_xy(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:

@@ -10,8 +10,9 @@ Create it through Gymnasium (``import para_bench`` registers the ids)::
 
 Observation keys (numpy): ``rgb`` (H, W, 3) uint8 upright; ``depth`` (H, W) float32 metres
 along the optical axis (when ``depth=True``); ``intrinsics`` (3, 3); ``extrinsics`` (4, 4)
-world -> camera, OpenCV axes; ``eef_pos`` (3,); ``eef_quat_xyzw`` (4,); ``gripper_qpos``
-(2,); ``joint_pos`` (7,). See :mod:`para_bench.envs.camera` for the conventions.
+world -> camera, OpenCV axes; ``eef_pos`` (3,) and ``eef_quat_xyzw`` (4,) of the grip site
+between the fingertips (the frame the controller steers); ``gripper_qpos`` (2,);
+``joint_pos`` (7,). See :mod:`para_bench.envs.camera` for the conventions.
 
 ``info``: ``instruction``, ``task``, ``success``, ``steps``, ``object_poses`` (name ->
 position (3) + quaternion xyzw (4), privileged), ``goal`` (BDDL goal predicates,
@@ -406,7 +407,7 @@ class LiberoEnv(gym.Env):
             "intrinsics": k,
             "extrinsics": w2c,
             "eef_pos": self._eef_pos(),
-            "eef_quat_xyzw": np.asarray(raw["robot0_eef_quat"], dtype=np.float64),
+            "eef_quat_xyzw": _mat_to_quat_xyzw(self._eef_rotmat()),
             "gripper_qpos": np.asarray(raw["robot0_gripper_qpos"], dtype=np.float64),
             "joint_pos": np.asarray(raw["robot0_joint_pos"], dtype=np.float64),
         }
@@ -562,3 +563,8 @@ def _divergence_count(data) -> int:
     w = mujoco.mjtWarning
     return sum(int(data.warning[k].number) for k in (w.mjWARN_BADQPOS, w.mjWARN_BADQVEL,
                                                      w.mjWARN_BADQACC))
+
+
+def _mat_to_quat_xyzw(mat: np.ndarray) -> np.ndarray:
+    w, x, y, z = mat_to_quat_wxyz(mat)
+    return np.array([x, y, z, w]) * (1.0 if w >= 0 else -1.0)
