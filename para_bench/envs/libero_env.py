@@ -317,33 +317,23 @@ class LiberoEnv(gym.Env):
                 raise ValueError(f"unknown object(s) {sorted(unknown_objects)} in "
                                  f"{self.task.key}; movable objects: {self.movable_objects()}")
 
-        rs = self._rs
-        rs.robots[0].gripper.current_action = np.zeros_like(rs.robots[0].gripper.current_action)
         # LIBERO re-samples fixture placements from the global numpy RNG on every reset:
         # seed it from this reset's RNG so the same seed gives the same scene.
         scene_seed = int(self.np_random.integers(2**31))
-        global_state = np.random.get_state()
-        np.random.seed(scene_seed)
-        try:
-            rs.reset()
-        finally:
-            np.random.set_state(global_state)
-        self._libero.set_init_state(self._init_states[int(init_state)])
+        reference = None
+        if shift:  # where the objects come to rest unshifted: the shift is judged against it
+            self._restore_and_settle(int(init_state), scene_seed, None)
+            reference = {n: self._free_joint_qpos(n)[:2].copy() for n in self._shift_names(shift)}
+        self._restore_and_settle(int(init_state), scene_seed, shift)
         self._apply_camera(camera)
         if shift:
-            self._apply_object_shift(shift)
-        self._steps = 0
-        self._bad_qacc = _divergence_count(self._rs.sim.data._data)
-        for _ in range(self.settle_steps):
-            rs.step(SETTLE_ACTION)
-        if shift:
-            self._check_settled(shift)
+            self._check_settled(shift, reference)
         self._start_rot = self._eef_rotmat()
         self._init_state = int(init_state)
         self._camera_perturbation, self._object_shift = camera, shift
         self._render_now()
         self._needs_reset = False
-        return self._observation(), self._info(success=bool(rs._check_success()))
+        return self._observation(), self._info(success=bool(self._rs._check_success()))
 
     def step(self, action: np.ndarray):
         """One LIBERO OSC delta action (7,), rendered (the plain Gymnasium API)."""
@@ -467,9 +457,36 @@ class LiberoEnv(gym.Env):
             return {g for g in range(model.ngeom) if model.geom_bodyid[g] in subtree}
         return {g for g in range(model.ngeom) if model.body_rootid[model.geom_bodyid[g]] == body}
 
+    def _restore_and_settle(self, init_state: int, scene_seed: int,
+                            shift: ObjectShift | None) -> None:
+        """Soft reset to an init state (seeded fixture jitter), shift objects, settle."""
+        rs = self._rs
+        rs.robots[0].gripper.current_action = np.zeros_like(rs.robots[0].gripper.current_action)
+        global_state = np.random.get_state()
+        np.random.seed(scene_seed)
+        try:
+            rs.reset()
+        finally:
+            np.random.set_state(global_state)
+        self._libero.set_init_state(self._init_states[init_state])
+        if shift:
+            self._apply_object_shift(shift)
+        self._steps = 0
+        self._bad_qacc = _divergence_count(rs.sim.data._data)
+        for _ in range(self.settle_steps):
+            rs.step(SETTLE_ACTION)
+
+    def _shift_names(self, shift: ObjectShift) -> list[str]:
+        return list(shift.names) if shift.names else self.movable_objects()
+
+    def _free_joint_qpos(self, name: str) -> np.ndarray:
+        sim = self._rs.sim
+        addr = sim.model.get_joint_qpos_addr(self._rs.objects_dict[name].joints[-1])[0]
+        return sim.data.qpos[addr:addr + 7]
+
     def _apply_object_shift(self, shift: ObjectShift) -> None:
         sim = self._rs.sim
-        names = list(shift.names) if shift.names else self.movable_objects()
+        names = self._shift_names(shift)
         self._shift_targets = {}
         for name in names:
             joint = self._rs.objects_dict[name].joints[-1]
@@ -494,18 +511,17 @@ class LiberoEnv(gym.Env):
                     f"({g1} / {g2}, {-c.dist * 100:.1f} cm) in {self.task.key}"
                 )
 
-    def _check_settled(self, shift: ObjectShift) -> None:
+    def _check_settled(self, shift: ObjectShift, reference: dict[str, np.ndarray]) -> None:
         """Rejects a shifted placement that fell, slid away, kept moving or interpenetrates.
 
-        LIBERO's init states hold objects a few cm above their supports; they drop while the
-        scene settles, so only the horizontal drift from the placed position counts.
+        ``reference`` holds where each object came to rest without the shift (LIBERO's init
+        states drop objects from a few cm, and some slide a little while settling): the
+        shifted object must rest within 2 cm of that position plus the shift.
         """
         sim = self._rs.sim
-        for name, target in self._shift_targets.items():
-            joint = self._rs.objects_dict[name].joints[-1]
-            addr = sim.model.get_joint_qpos_addr(joint)[0]
-            now = sim.data.qpos[addr:addr + 3]
-            drift = float(np.linalg.norm(now[:2] - target[:2]))
+        for name in self._shift_targets:
+            now = self._free_joint_qpos(name)[:3]
+            drift = float(np.linalg.norm(now[:2] - reference[name] - (shift.dx, shift.dy)))
             if now[2] < self._table_z - 0.05:
                 raise ValueError(f"object shift {shift.to_dict()} drops {name} off the table "
                                  f"in {self.task.key}")
@@ -514,6 +530,7 @@ class LiberoEnv(gym.Env):
                     f"object shift {shift.to_dict()}: {name} did not settle where placed "
                     f"(slid {drift * 100:.1f} cm) in {self.task.key}"
                 )
+            joint = self._rs.objects_dict[name].joints[-1]
             vaddr = sim.model.get_joint_qvel_addr(joint)[0]
             if np.linalg.norm(sim.data.qvel[vaddr:vaddr + 3]) > 0.05:
                 raise ValueError(f"object shift {shift.to_dict()}: {name} never came to rest "
