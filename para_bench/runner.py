@@ -15,7 +15,6 @@ import platform
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -438,10 +437,3 @@ def _write_video(frames: list, path: Path, fps: int = 5) -> None:
             writer.write(np.ascontiguousarray(f[:, :, ::-1]))
     finally:
         writer.release()
-
-
-def format_exception_line(e: BaseException) -> str:
-    """One line for an unexpected error (the full traceback only with PARA_BENCH_DEBUG=1)."""
-    if os.environ.get("PARA_BENCH_DEBUG"):
-        traceback.print_exception(e)
-    return f"{type(e).__name__}: {e}"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from para_bench.agents.base import AgentRequirements, BaseAgent
+from para_bench.envs.camera import mat_to_quat_xyzw
 from para_bench.envs.control import quat_xyzw_to_mat
 from para_bench.registry import register_agent
 from para_bench.types import ActionChunk
@@ -39,13 +40,6 @@ PLACE_CLEARANCE = 0.01  # metres between the held object's bottom and the target
 
 # rim grasp candidates: (direction from the bowl's centre to the grasped wall, wrist yaw)
 RIM_SIDES = (((0, 1), 0.0), ((0, -1), 0.0), ((1, 0), np.pi / 2), ((-1, 0), np.pi / 2))
-
-
-def _mat_to_quat_xyzw(m: np.ndarray) -> np.ndarray:
-    from para_bench.envs.camera import mat_to_quat_wxyz
-
-    w, x, y, z = mat_to_quat_wxyz(m)
-    return np.array([x, y, z, w])
 
 
 def _rotz(angle: float) -> np.ndarray:
@@ -141,7 +135,7 @@ class OracleAgent(BaseAgent):
             self.grasp = self._plan_grasp(obj, info)
             self.last_eef = None
         g = self.grasp
-        orient = _mat_to_quat_xyzw(_rotz(g["yaw"]) @ self.start_rot)
+        orient = mat_to_quat_xyzw(_rotz(g["yaw"]) @ self.start_rot)
         hover = g["point"] + [0, 0, HOVER]
 
         def go(goal: np.ndarray, grip: float, next_phase: str, tol: float = 0.01) -> ActionChunk:

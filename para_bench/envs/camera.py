@@ -128,3 +128,9 @@ def mat_to_quat_wxyz(mat: np.ndarray) -> np.ndarray:
     q = np.zeros(4)
     mujoco.mju_mat2Quat(q, np.asarray(mat, dtype=np.float64).reshape(9))
     return q
+
+
+def mat_to_quat_xyzw(mat: np.ndarray) -> np.ndarray:
+    """3x3 rotation -> unit quaternion (x, y, z, w) with w >= 0, para-bench's order."""
+    w, x, y, z = mat_to_quat_wxyz(mat)
+    return np.array([x, y, z, w]) * (1.0 if w >= 0 else -1.0)

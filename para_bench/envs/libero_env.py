@@ -39,6 +39,7 @@ from para_bench.envs.camera import (
     intrinsics_from_fovy,
     look_at_point,
     mat_to_quat_wxyz,
+    mat_to_quat_xyzw,
     mujoco_to_opencv,
     orbit,
 )
@@ -397,7 +398,7 @@ class LiberoEnv(gym.Env):
             "intrinsics": k,
             "extrinsics": w2c,
             "eef_pos": self._eef_pos(),
-            "eef_quat_xyzw": _mat_to_quat_xyzw(self._eef_rotmat()),
+            "eef_quat_xyzw": mat_to_quat_xyzw(self._eef_rotmat()),
             "gripper_qpos": np.asarray(raw["robot0_gripper_qpos"], dtype=np.float64),
             "joint_pos": np.asarray(raw["robot0_joint_pos"], dtype=np.float64),
         }
@@ -581,7 +582,3 @@ def _divergence_count(data) -> int:
     return sum(int(data.warning[k].number) for k in (w.mjWARN_BADQPOS, w.mjWARN_BADQVEL,
                                                      w.mjWARN_BADQACC))
 
-
-def _mat_to_quat_xyzw(mat: np.ndarray) -> np.ndarray:
-    w, x, y, z = mat_to_quat_wxyz(mat)
-    return np.array([x, y, z, w]) * (1.0 if w >= 0 else -1.0)
