@@ -128,35 +128,21 @@ def run_in_workers(todo: list[EpisodeSpec], config, out_dir: Path,
 
 def _worker_main() -> None:
     """Worker process: run the shard given on stdin, report on stdout."""
-    from para_bench.registry import make_agent
-    from para_bench.runner import (
-        EnvPool,
-        RunConfig,
-        checkpoint_sha,
-        execute_spec,
-        reference_cache,
-    )
+    from para_bench.runner import EpisodeExecutor, RunConfig
 
     job = json.loads(sys.stdin.read())
     # the protocol owns the real stdout; anything libraries print goes to stderr (the log)
-    protocol = os.fdopen(os.dup(1), "wb")
+    out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     config = RunConfig(**job["config"])
-    out_dir = Path(job["out_dir"])
-    agent = make_agent(config.agent, **config.agent_kwargs)
-    ckpt = config.agent_kwargs.get("checkpoint")
-    ckpt_sha = checkpoint_sha(ckpt)
-    pool = EnvPool(config)
-    refs = reference_cache(config, out_dir, job["reference_root"] or None)
-    out = protocol
-    for i, d in enumerate(job["specs"]):
-        spec = EpisodeSpec.from_dict(d)
-        out.write((json.dumps({"start": spec.episode_id}) + "\n").encode())
-        out.flush()
-        record = execute_spec(spec, agent, pool, refs, config, out_dir, ckpt, ckpt_sha, i)
-        out.write((json.dumps({"record": json.loads(record.to_json())}) + "\n").encode())
-        out.flush()
-    pool.close()
+    with EpisodeExecutor(config, Path(job["out_dir"]), job["reference_root"] or None) as ex:
+        for i, d in enumerate(job["specs"]):
+            spec = EpisodeSpec.from_dict(d)
+            out.write((json.dumps({"start": spec.episode_id}) + "\n").encode())
+            out.flush()
+            record = ex.run(spec, i)
+            out.write((json.dumps({"record": json.loads(record.to_json())}) + "\n").encode())
+            out.flush()
 
 
 if __name__ == "__main__":

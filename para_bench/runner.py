@@ -330,6 +330,42 @@ def execute_spec(spec: EpisodeSpec, agent: Any, pool: EnvPool, refs: ReferenceCa
     return record
 
 
+class EpisodeExecutor:
+    """One agent, its environments and its reference cache: runs planned episodes.
+
+    Used by the in-process loop and by each worker process; a context manager that
+    closes everything it opened.
+    """
+
+    def __init__(self, config: RunConfig, out_dir: Path,
+                 reference_root: str | Path | None = None,
+                 env_factory: Callable | None = None) -> None:
+        from para_bench.registry import make_agent
+
+        self.config, self.out_dir = config, Path(out_dir)
+        self.agent = make_agent(config.agent, **config.agent_kwargs)
+        self.ckpt = config.agent_kwargs.get("checkpoint")
+        self.ckpt_sha = checkpoint_sha(self.ckpt)
+        self.pool = EnvPool(config, env_factory)
+        self.refs = None if env_factory else reference_cache(config, out_dir, reference_root)
+
+    def run(self, spec: EpisodeSpec, index: int) -> EpisodeRecord:
+        return execute_spec(spec, self.agent, self.pool, self.refs, self.config, self.out_dir,
+                            self.ckpt, self.ckpt_sha, index)
+
+    def __enter__(self) -> EpisodeExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.close()
+        if self.refs is not None:
+            self.refs.close()
+        try:
+            self.agent.close()
+        except Exception:  # noqa: BLE001 - a failing close must not hide the run's result
+            pass
+
+
 def error_record(spec: EpisodeSpec, config: RunConfig, error: str) -> EpisodeRecord:
     """The record of an episode lost with its worker (crash, kill, timeout)."""
     return EpisodeRecord(
@@ -357,8 +393,6 @@ def run_plan(plan: list[EpisodeSpec], config: RunConfig, out_dir: str | Path,
     With ``workers > 1`` episodes run in that many spawned worker processes
     (:mod:`para_bench.parallel`); this process stays the only writer of records.
     """
-    from para_bench.registry import make_agent
-
     out_dir = Path(out_dir)
     store = RunStore(out_dir)
     manifest = build_manifest(plan, config, command or sys.argv)
@@ -387,22 +421,9 @@ def run_plan(plan: list[EpisodeSpec], config: RunConfig, out_dir: str | Path,
             run_in_workers(todo, config, out_dir, emit, workers, episode_timeout,
                            reference_root)
             return store
-        agent = make_agent(config.agent, **config.agent_kwargs)
-        ckpt = config.agent_kwargs.get("checkpoint")
-        ckpt_sha = checkpoint_sha(ckpt)
-        pool = EnvPool(config, env_factory)
-        refs = reference_cache(config, out_dir, reference_root) if env_factory is None else None
-        try:
+        with EpisodeExecutor(config, out_dir, reference_root, env_factory) as executor:
             for i, spec in enumerate(todo):
-                emit(execute_spec(spec, agent, pool, refs, config, out_dir, ckpt, ckpt_sha, i))
-        finally:
-            pool.close()
-            if refs is not None:
-                refs.close()
-            try:
-                agent.close()
-            except Exception:  # noqa: BLE001
-                pass
+                emit(executor.run(spec, i))
     finally:
         if bar is not None:
             bar.close()

@@ -166,7 +166,7 @@ class LiberoEnv(gym.Env):
         self._last_obs: dict | None = None
         self._init_state: int | None = None
         self._geom_cache: dict[str, list[int]] = {}
-        self._bad_qacc = 0
+        self._divergences_seen = 0
         self._needs_reset = True
 
     # ------------------------------------------------------------------ rendering
@@ -214,8 +214,8 @@ class LiberoEnv(gym.Env):
     def _check_stable(self) -> None:
         """Raises ``SimulationUnstable`` when the physics diverged (the episode is lost)."""
         bad = _divergence_count(self._rs.sim.data._data)
-        if bad > self._bad_qacc or not np.all(np.isfinite(self._rs.sim.data.qpos)):
-            self._bad_qacc = bad
+        if bad > self._divergences_seen or not np.all(np.isfinite(self._rs.sim.data.qpos)):
+            self._divergences_seen = bad
             self._needs_reset = True
             raise SimulationUnstable(
                 f"simulation unstable at step {self._steps} of {self.task.key} "
@@ -473,7 +473,7 @@ class LiberoEnv(gym.Env):
         if shift:
             self._apply_object_shift(shift)
         self._steps = 0
-        self._bad_qacc = _divergence_count(rs.sim.data._data)
+        self._divergences_seen = _divergence_count(rs.sim.data._data)
         for _ in range(self.settle_steps):
             rs.step(SETTLE_ACTION)
 
@@ -485,18 +485,17 @@ class LiberoEnv(gym.Env):
         addr = sim.model.get_joint_qpos_addr(self._rs.objects_dict[name].joints[-1])[0]
         return sim.data.qpos[addr:addr + 7]
 
-    def _apply_object_shift(self, shift: ObjectShift) -> None:
+    def _free_joint_qvel(self, name: str) -> np.ndarray:
         sim = self._rs.sim
+        addr = sim.model.get_joint_qvel_addr(self._rs.objects_dict[name].joints[-1])[0]
+        return sim.data.qvel[addr:addr + 6]
+
+    def _apply_object_shift(self, shift: ObjectShift) -> None:
         names = self._shift_names(shift)
-        self._shift_targets = {}
         for name in names:
-            joint = self._rs.objects_dict[name].joints[-1]
-            addr = sim.model.get_joint_qpos_addr(joint)[0]
-            sim.data.qpos[addr:addr + 2] += (shift.dx, shift.dy)
-            vaddr = sim.model.get_joint_qvel_addr(joint)[0]
-            sim.data.qvel[vaddr:vaddr + 6] = 0.0
-            self._shift_targets[name] = sim.data.qpos[addr:addr + 3].copy()
-        sim.forward()
+            self._free_joint_qpos(name)[:2] += (shift.dx, shift.dy)
+            self._free_joint_qvel(name)[:] = 0.0
+        self._rs.sim.forward()
         self._check_penetration(shift, names)
 
     def _check_penetration(self, shift: ObjectShift, names: list[str]) -> None:
@@ -519,8 +518,7 @@ class LiberoEnv(gym.Env):
         states drop objects from a few cm, and some slide a little while settling): the
         shifted object must rest within 2 cm of that position plus the shift.
         """
-        sim = self._rs.sim
-        for name in self._shift_targets:
+        for name in reference:
             now = self._free_joint_qpos(name)[:3]
             drift = float(np.linalg.norm(now[:2] - reference[name] - (shift.dx, shift.dy)))
             if now[2] < self._table_z - 0.05:
@@ -531,12 +529,10 @@ class LiberoEnv(gym.Env):
                     f"object shift {shift.to_dict()}: {name} did not settle where placed "
                     f"(slid {drift * 100:.1f} cm) in {self.task.key}"
                 )
-            joint = self._rs.objects_dict[name].joints[-1]
-            vaddr = sim.model.get_joint_qvel_addr(joint)[0]
-            if np.linalg.norm(sim.data.qvel[vaddr:vaddr + 3]) > 0.05:
+            if np.linalg.norm(self._free_joint_qvel(name)[:3]) > 0.05:
                 raise ValueError(f"object shift {shift.to_dict()}: {name} never came to rest "
                                  f"in {self.task.key}")
-        self._check_penetration(shift, list(self._shift_targets))
+        self._check_penetration(shift, list(reference))
 
     # ------------------------------------------------------------------ episode facts
     @property
