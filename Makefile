@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# The CPU build of torch (a local wheel on the project's machines); set TORCH= to keep yours.
+TORCH  ?= torch==2.13.0
 export MUJOCO_GL ?= egl
 
 .PHONY: install demo test lint bench clean
@@ -13,6 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=64" wheel
 
 install: $(BIN)/python
+	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)")
 	$(BIN)/python -m pip install -q -e ".[dev]"
 
 demo: install

@@ -1,4 +1,4 @@
-"""``para-bench``: list, run, table, plot, compare.
+"""``para-bench``: list, run, collect, train, table, plot, compare.
 
 Bad input prints one line (``para-bench: error: ...``) and exits with code 2; set
 ``PARA_BENCH_DEBUG=1`` for full tracebacks.
@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from para_bench.errors import StartupError
+
 CONTROL_MODES = ("delta", "servo", "teleport")
+POLICY_NAMES = ("para", "ar", "voxel_abs", "voxel_rel", "act")
 
 
 class UsageError(ValueError):
@@ -61,7 +64,41 @@ def build_parser() -> argparse.ArgumentParser:
                      help="episodes in N worker processes (each its own simulator)")
     run.add_argument("--episode-timeout", type=float, default=None,
                      help="seconds before an episode is killed and recorded as an error")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local worker processes, or Ray actors (--workers N = N actors)")
+    run.add_argument("--ray-address", default=None,
+                     help="Ray cluster to join (e.g. auto); default: a local Ray instance")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    col = sub.add_parser("collect", help="record oracle demos on a suite split (HDF5)")
+    col.add_argument("--suite", required=True, help="suite name or path to a suite .json")
+    col.add_argument("--split", default="train")
+    col.add_argument("--tasks", default=None, help="comma-separated benchmark/task_id items")
+    col.add_argument("--episodes", type=_positive_int, default=None, help="episodes per task")
+    col.add_argument("--seed", type=int, default=0)
+    col.add_argument("--image-size", type=_positive_int, default=128)
+    col.add_argument("--max-steps", type=_positive_int, default=600)
+    col.add_argument("--out", required=True, help="HDF5 file to write (resumes if it exists)")
+    col.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    tr = sub.add_parser("train", help="train a policy on collected demos")
+    tr.add_argument("--agent", required=True, help="one of: " + ", ".join(POLICY_NAMES))
+    tr.add_argument("--data", required=True, help="HDF5 demos (para-bench collect or LIBERO)")
+    tr.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    tr.add_argument("--steps", type=_positive_int, default=None,
+                    help="optimisation steps (default 3000)")
+    tr.add_argument("--max-minutes", type=float, default=None,
+                    help="stop (and save) after this many minutes")
+    tr.add_argument("--batch-size", type=_positive_int, default=32)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a model config field, e.g. --set backbone=dinov2:/path")
+    tr.add_argument("--camera-from-task", default=None, metavar="BENCHMARK/ID",
+                    help="camera for demo files without one (LIBERO's own): that task's "
+                         "default agent view")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     table = sub.add_parser("table", help="summary table of one or more run folders")
     table.add_argument("paths", nargs="+")
@@ -104,7 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from para_bench.runner import RunConfig, run_plan
     from para_bench.suites import get_suite
 
-    AGENTS.get(args.agent)  # unknown agent -> one line listing the choices
+    factory = AGENTS.get(args.agent).load()  # unknown agent -> one line listing the choices
+    if hasattr(factory, "check_checkpoint"):  # model agents: missing / wrong checkpoint
+        factory.check_checkpoint(args.checkpoint)
     suite = get_suite(args.suite)
     tasks = None
     if args.tasks:
@@ -115,6 +154,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--video must be none, all, failures or a number, got {args.video!r}")
     if not args.action_scale > 0:
         raise UsageError(f"--action-scale must be positive, got {args.action_scale}")
+    if args.executor == "ray":
+        from para_bench.ray_executor import INSTALL_HINT, ray_available
+
+        if not ray_available():
+            raise UsageError(INSTALL_HINT)
+    elif args.ray_address:
+        raise UsageError("--ray-address needs --executor ray")
     agent_kwargs = {}
     if args.checkpoint:
         if not os.path.isfile(args.checkpoint):
@@ -133,10 +179,78 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.episode_timeout is not None and not args.episode_timeout > 0:
         raise UsageError(f"--episode-timeout must be positive, got {args.episode_timeout}")
     run_plan(plan, config, out, command=["para-bench", *sys.argv[1:]], progress=not args.quiet,
-             workers=args.workers, episode_timeout=args.episode_timeout)
+             workers=args.workers, episode_timeout=args.episode_timeout,
+             executor=args.executor, ray_address=args.ray_address)
     summary = summary_table(records_frame([out]))
     print(format_table(summary))
     print(f"({time.time() - t0:.0f} s; records in {out / 'episodes.jsonl'})", file=sys.stderr)
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from para_bench.envs.tasks import parse_task
+    from para_bench.suites import get_suite
+    from para_bench.training.collect import collect
+
+    suite = get_suite(args.suite)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    for t in tasks or []:
+        parse_task(t)
+    plan = suite.plan(args.split, tasks=tasks, episodes=args.episodes, seed=args.seed)
+    print(f"para-bench: oracle demos on {suite.name}/{args.split}: {len(plan)} episodes -> "
+          f"{args.out}", file=sys.stderr)
+    counts = collect(plan, args.out, image_size=args.image_size, max_steps=args.max_steps,
+                     progress=not args.quiet)
+    print(f"wrote {counts['written']} demos ({counts['failed']} oracle failures dropped, "
+          f"{counts['skipped']} already there) to {args.out}")
+    return 0
+
+
+def _overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.agent not in POLICY_NAMES:
+        raise UsageError(f"cannot train agent {args.agent!r}; choose one of: "
+                         f"{', '.join(POLICY_NAMES)}")
+    from para_bench.models.zoo import load_model_class
+    from para_bench.training.train import train_policy
+
+    if args.camera_from_task:
+        from para_bench.envs.tasks import parse_task
+
+        parse_task(args.camera_from_task)
+    if not os.path.isfile(args.data):
+        raise UsageError(f"dataset {args.data}: no such file")
+    overrides = _overrides(args.set)
+    known = set(load_model_class(args.agent).config_class.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UsageError(f"unknown config field(s) {unknown} for {args.agent}; fields: "
+                         f"{', '.join(sorted(known))}")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {args.device}: no CUDA device visible to torch")
+    summary = train_policy(args.agent, args.data, args.out, steps=args.steps,
+                           batch_size=args.batch_size, lr=args.lr, device=args.device,
+                           seed=args.seed, overrides=overrides, max_minutes=args.max_minutes,
+                           progress=not args.quiet, camera_task=args.camera_from_task)
+    metrics = {k: v for k, v in summary.items() if k.startswith("val_")}
+    print(f"{args.agent}: {summary['steps']} steps in {summary['train_minutes']} min; "
+          + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    print(f"wrote {args.out} (+ .train.json, .loss.png, .overlay.png)")
     return 0
 
 
@@ -180,8 +294,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "table": cmd_table, "plot": cmd_plot,
-            "compare": cmd_compare}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "collect": cmd_collect, "train": cmd_train,
+            "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"para-bench: error: {msg}", file=sys.stderr)
         return 2
+    except StartupError as e:  # the agent (or a worker / actor) could not be built
+        if os.environ.get("PARA_BENCH_DEBUG"):
+            raise
+        print(f"para-bench: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("para-bench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -24,6 +24,7 @@ import numpy as np
 
 from para_bench import metrics
 from para_bench.agents.base import PRIVILEGED_INFO_KEYS, AgentRequirements
+from para_bench.errors import StartupError, describe
 from para_bench.results.store import RunStore
 from para_bench.suites.spec import plan_hash
 from para_bench.types import RECORD_FORMAT_VERSION, EpisodeRecord, EpisodeSpec, as_action_chunk
@@ -152,6 +153,9 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec, frames: list | None = N
     """Runs one episode; returns a dict of outcome fields (raises on simulator faults).
 
     Agent faults raise :class:`AgentFault`; anything else raised comes from the simulator.
+    With ``frames`` (a list), appends a :class:`~para_bench.video.VideoFrame` per
+    observation: the one from reset, then one per chunk, each with the EEF positions
+    executed to reach it and the targets the agent predicted from it.
     """
     req: AgentRequirements = getattr(agent, "requirements", AgentRequirements())
     obs, info = env.reset(seed=spec.seed, options=spec.reset_options())
@@ -164,6 +168,10 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec, frames: list | None = N
     traj = [np.asarray(obs["eef_pos"], dtype=np.float64)]
     grips: list[float] = []
     latencies = []
+    if frames is not None:
+        from para_bench.video import VideoFrame, predicted_pixels
+
+        frames.append(VideoFrame.from_obs(obs, traj))
     success, steps, success_step = bool(info["success"]), 0, None
     done = success
     while not done:
@@ -175,6 +183,8 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec, frames: list | None = N
         except Exception as e:  # noqa: BLE001
             raise AgentFault(f"agent.act raised {type(e).__name__}: {e}") from e
         latencies.append(time.perf_counter() - t0)
+        if frames is not None:
+            frames[-1].predicted_px = predicted_pixels(chunk, obs)
         obs, _, terminated, truncated, info = env.step_chunk(chunk)
         traj.extend(info["eef_trajectory"])
         grips.extend(np.asarray(info["commands"])[:, 6].tolist())
@@ -182,7 +192,7 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec, frames: list | None = N
         success = bool(info["success"])
         stages.update(info)
         if frames is not None:
-            frames.append(obs["rgb"])
+            frames.append(VideoFrame.from_obs(obs, info["eef_trajectory"]))
         done = terminated or truncated
     if success:
         success_step = steps
@@ -326,7 +336,9 @@ def execute_spec(spec: EpisodeSpec, agent: Any, pool: EnvPool, refs: ReferenceCa
         wall_time_s=round(time.perf_counter() - t0, 3),
     )
     if frames and _want_video(config.video, index, record.success):
-        _write_video(frames, Path(out_dir) / "videos" / f"{spec.episode_id}.mp4")
+        from para_bench.video import write_video
+
+        write_video(frames, Path(out_dir) / "videos" / f"{spec.episode_id}.mp4")
     return record
 
 
@@ -335,6 +347,9 @@ class EpisodeExecutor:
 
     Used by the in-process loop and by each worker process; a context manager that
     closes everything it opened.
+
+    Raises:
+        StartupError: the agent could not be built (the message names the cause).
     """
 
     def __init__(self, config: RunConfig, out_dir: Path,
@@ -343,7 +358,10 @@ class EpisodeExecutor:
         from para_bench.registry import make_agent
 
         self.config, self.out_dir = config, Path(out_dir)
-        self.agent = make_agent(config.agent, **config.agent_kwargs)
+        try:
+            self.agent = make_agent(config.agent, **config.agent_kwargs)
+        except Exception as e:  # noqa: BLE001 - any failure to build stops the run
+            raise StartupError(f"agent {config.agent!r} could not be built: {describe(e)}") from e
         self.ckpt = config.agent_kwargs.get("checkpoint")
         self.ckpt_sha = checkpoint_sha(self.ckpt)
         self.pool = EnvPool(config, env_factory)
@@ -387,11 +405,19 @@ def reference_cache(config: RunConfig, out_dir: Path,
 def run_plan(plan: list[EpisodeSpec], config: RunConfig, out_dir: str | Path,
              command: list[str] | None = None, env_factory: Callable | None = None,
              progress: bool = True, reference_root: str | Path | None = None,
-             workers: int = 1, episode_timeout: float | None = None) -> RunStore:
+             workers: int = 1, episode_timeout: float | None = None,
+             executor: str = "local", ray_address: str | None = None) -> RunStore:
     """Runs (or resumes) a plan for one agent into ``out_dir``; returns the store.
 
     With ``workers > 1`` episodes run in that many spawned worker processes
-    (:mod:`para_bench.parallel`); this process stays the only writer of records.
+    (:mod:`para_bench.parallel`); with ``executor="ray"`` they run on ``workers`` Ray
+    actors (:mod:`para_bench.ray_executor`) on the cluster at ``ray_address`` or a local
+    instance. Either way this process stays the only writer of records. An
+    ``env_factory`` reaches worker processes only when it is importable by name (a
+    module-level function or class); otherwise the episodes run in this process.
+
+    Raises:
+        StartupError: the agent could not be built (in this process or in a worker).
     """
     out_dir = Path(out_dir)
     store = RunStore(out_dir)
@@ -415,12 +441,19 @@ def run_plan(plan: list[EpisodeSpec], config: RunConfig, out_dir: str | Path,
             bar.set_postfix_str(f"success {n_ok}/{bar.n}")
 
     try:
-        if (workers > 1 or episode_timeout) and env_factory is None and todo:
-            from para_bench.parallel import run_in_workers
+        if executor == "ray" and todo:
+            from para_bench.ray_executor import run_in_ray
 
-            run_in_workers(todo, config, out_dir, emit, workers, episode_timeout,
-                           reference_root)
+            run_in_ray(todo, config, out_dir, emit, workers, episode_timeout, reference_root,
+                       address=ray_address, env_factory=env_factory)
             return store
+        if (workers > 1 or episode_timeout) and todo:
+            from para_bench.parallel import importable_name, run_in_workers
+
+            if env_factory is None or importable_name(env_factory):
+                run_in_workers(todo, config, out_dir, emit, workers, episode_timeout,
+                               reference_root, env_factory)
+                return store
         with EpisodeExecutor(config, out_dir, reference_root, env_factory) as executor:
             for i, spec in enumerate(todo):
                 emit(executor.run(spec, i))
@@ -446,15 +479,3 @@ def _want_video(mode: str, index: int, success: bool) -> bool:
         return not success
     return mode.isdigit() and index < int(mode)
 
-
-def _write_video(frames: list, path: Path, fps: int = 5) -> None:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    try:
-        for f in frames:
-            writer.write(np.ascontiguousarray(f[:, :, ::-1]))
-    finally:
-        writer.release()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests.* helpers import the same way under any pytest launcher
+    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="session")

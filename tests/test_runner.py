@@ -14,51 +14,7 @@ from para_bench.registry import register_agent
 from para_bench.results.store import ResultsFormatError, RunStore
 from para_bench.runner import RunConfig, run_plan
 from para_bench.suites import get_suite
-
-
-class FakeEnv:
-    """Moves a point by the commanded deltas; succeeds when x > 0.1. Counts every step."""
-
-    dt = 0.05
-
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-        self.max_steps = kwargs.get("max_steps", 50)
-        self.sim_steps = 0
-
-    def reset(self, *, seed=None, options=None):
-        self.pos = np.zeros(3)
-        self.steps = 0
-        if (options or {}).get("objects", {}) and options["objects"].get("dy", 0) > 0.14:
-            raise ValueError("infeasible shift")
-        return self._obs(), self._info(False)
-
-    def step_chunk(self, chunk):
-        traj = []
-        for d in chunk.deltas if chunk.deltas is not None else chunk.targets:
-            if self.steps >= self.max_steps:
-                break
-            if chunk.deltas is not None:
-                self.pos = self.pos + 0.05 * np.clip(d[:3], -1, 1)
-            self.steps += 1
-            self.sim_steps += 1
-            traj.append(self.pos.copy())
-        success = bool(self.pos[0] > 0.1)
-        info = self._info(success)
-        info["eef_trajectory"] = np.array(traj).reshape(-1, 3)
-        info["commands"] = np.zeros((len(traj), 7))
-        return self._obs(), float(success), success, self.steps >= self.max_steps, info
-
-    def _obs(self):
-        return {"eef_pos": self.pos.copy(), "rgb": np.zeros((8, 8, 3), np.uint8),
-                "intrinsics": np.eye(3), "extrinsics": np.eye(4)}
-
-    def _info(self, success):
-        return {"success": success, "steps": self.steps, "instruction": "go right",
-                "object_poses": {"secret": np.zeros(7)}, "goal": [["on", "a", "b"]]}
-
-    def close(self):
-        pass
+from tests.fake_env import FakeEnv
 
 
 @register_agent("test_forward")

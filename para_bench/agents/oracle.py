@@ -36,6 +36,12 @@ LIFT_CHECK = 0.05  # metres of lift after which a grasped object must have risen
 STALL = 0.002  # metres; a descent moving less than this per chunk has stopped
 BLOCKED_DIST = 0.015  # metres; a descent stopped this far from the grasp point is blocked
 PLACE_CLEARANCE = 0.01  # metres between the held object's bottom and the target's top
+CARRY_CLEARANCE = 0.03  # metres between the held object's bottom and anything it passes over
+CORRIDOR_MARGIN = 0.02  # metres added to the held object's half-width when looking for obstacles
+MIN_LIFT = 0.06  # metres; the carry never starts lower than this above the grasp point
+DROP_TOL = 0.03  # metres the object may shift in the fingers before it counts as dropped
+ROBOT_BASE_XY = (-0.66, 0.0)  # the Panda's mount on LIBERO's tables, world frame, metres
+REACH_XY = 0.78  # metres from the mount the EEF reaches comfortably at carrying heights
 
 
 # rim grasp candidates: (direction from the bowl's centre to the grasped wall, wrist yaw)
@@ -60,7 +66,9 @@ class OracleAgent(BaseAgent):
         self.start_rot: np.ndarray | None = None
         self.grasp: dict[str, Any] | None = None
         self.failed_sides: set[tuple[int, int]] = set()  # rim sides that did not work
-        self.last_eef: np.ndarray | None = None
+        self.last_dist: float | None = None  # distance to the phase's goal at its last chunk
+        self.held = np.zeros(3)  # EEF relative to the object when it was lifted, metres
+        self.carry_z = 0.0  # EEF height for the carry, metres
 
     # ------------------------------------------------------------------ planning
     def _goal(self, info: dict[str, Any]) -> tuple[str, str]:
@@ -69,7 +77,7 @@ class OracleAgent(BaseAgent):
                 return pred[1], pred[2]
         raise ValueError(f"oracle handles (on X Y) / (in X Y) goals, got {info['goal']}")
 
-    def _plan_grasp(self, obj: str, info: dict[str, Any]) -> dict[str, Any]:
+    def _plan_grasp(self, obj: str, target: str, info: dict[str, Any]) -> dict[str, Any]:
         ext = info["object_extents"]
         lo, hi = np.asarray(ext[obj][0]), np.asarray(ext[obj][1])
         center, half = (lo + hi) / 2, (hi - lo) / 2
@@ -94,6 +102,9 @@ class OracleAgent(BaseAgent):
             clear = min(clear, 0.06) - (0.01 if yaw else 0.0)  # prefer no wrist rotation
             if direction == (1, 0):  # reaching over the far side: less robust
                 clear -= 0.02
+            # where the EEF ends up when the object sits on the target: keep it in reach
+            place_xy = np.asarray(info["object_poses"][target][:2]) + (p - center)[:2]
+            clear -= max(0.0, max(_reach(p), _reach(place_xy)) - REACH_XY)
             if clear > best_clear:
                 best, best_clear = (p, yaw, direction), clear
         p, yaw, side = best
@@ -114,6 +125,31 @@ class OracleAgent(BaseAgent):
         hang = eef[2] - ext[obj][0][2]  # EEF height above the object's lowest point
         return np.array([xy[0], xy[1], ext[target][1][2] + PLACE_CLEARANCE + hang])
 
+    def _carry_height(self, obj: str, target: str, eef: np.ndarray,
+                      info: dict[str, Any]) -> float:
+        """EEF height for carrying ``obj`` straight over to ``target``.
+
+        The held object's bottom passes ``CARRY_CLEARANCE`` over every other object whose
+        box comes near the straight corridor from the object to the target (the target
+        itself is cleared by the place height), and the carry starts at least
+        ``MIN_LIFT`` above the grasp point.
+        """
+        poses, ext = info["object_poses"], info["object_extents"]
+        lo, hi = np.asarray(ext[obj][0]), np.asarray(ext[obj][1])
+        hang = eef[2] - lo[2]
+        start, end = np.asarray(poses[obj][:2]), np.asarray(poses[target][:2])
+        width = float(np.max(hi[:2] - lo[:2])) / 2 + CORRIDOR_MARGIN
+        line = start + (end - start) * np.linspace(0.0, 1.0, 25)[:, None]
+        top = -np.inf
+        for name, (a, b) in ext.items():
+            if name in (obj, target):
+                continue
+            a, b = np.asarray(a), np.asarray(b)
+            if min(_aabb_distance_xy(q, a, b) for q in line) < width:
+                top = max(top, b[2])
+        place_z = self._place_point(obj, target, eef, info)[2]
+        return max(top + CARRY_CLEARANCE + hang, place_z, self.grasp["point"][2] + MIN_LIFT)
+
     def _path(self, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
         n = max(1, int(np.ceil(np.linalg.norm(goal - start) / STEP)))
         return start + (goal - start) * (np.arange(1, n + 1)[:, None] / n)
@@ -123,25 +159,44 @@ class OracleAgent(BaseAgent):
         """Marks the current rim side as failed and backs up to re-plan the grasp."""
         if self.grasp["side"] is not None:
             self.failed_sides.add(self.grasp["side"])
-        self.phase = "retreat_grasp"
-        return self.act(obs, info)
+        return self._advance("retreat_grasp", obs, info)
 
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
+        """Next chunk (the plan is a small state machine over ``self.phase``)."""
+        phase = self.phase
+        chunk = self._act(obs, info)
+        if self.phase != phase:  # progress is judged only within one phase
+            self.last_dist = None
+        return chunk
+
+    def _advance(self, next_phase: str, obs: dict[str, np.ndarray],
+                 info: dict[str, Any]) -> ActionChunk:
+        self.phase, self.last_dist = next_phase, None
+        return self._act(obs, info)
+
+    def _stalled(self, dist: float) -> bool:
+        """Whether the last chunk of this phase brought the EEF less than ``STALL`` closer."""
+        stalled = self.last_dist is not None and self.last_dist - dist < STALL
+        self.last_dist = dist
+        return stalled
+
+    def _act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
         eef = np.asarray(obs["eef_pos"])
         if self.start_rot is None:
             self.start_rot = quat_xyzw_to_mat(obs["eef_quat_xyzw"])
         obj, target = self._goal(info)
         if self.phase == "approach":
-            self.grasp = self._plan_grasp(obj, info)
-            self.last_eef = None
+            self.grasp = self._plan_grasp(obj, target, info)
         g = self.grasp
         orient = mat_to_quat_xyzw(_rotz(g["yaw"]) @ self.start_rot)
         hover = g["point"] + [0, 0, HOVER]
 
         def go(goal: np.ndarray, grip: float, next_phase: str, tol: float = 0.01) -> ActionChunk:
-            if np.linalg.norm(goal - eef) < tol:
-                self.phase = next_phase
-                return self.act(obs, info)
+            # a target the arm cannot reach (workspace edge, contact) counts as reached once
+            # a chunk toward it has stopped moving the EEF
+            dist = float(np.linalg.norm(goal - eef))
+            if dist < tol or self._stalled(dist):
+                return self._advance(next_phase, obs, info)
             path = self._path(eef, goal)[:8]
             return ActionChunk.from_targets(path, grip, np.tile(orient, (len(path), 1)),
                                             control="teleport")
@@ -160,24 +215,27 @@ class OracleAgent(BaseAgent):
             return ActionChunk.from_targets(np.tile(hover, (6, 1)), OPEN,
                                             np.tile(orient, (6, 1)), control="servo")
         if self.phase == "descend":
-            stalled = self.last_eef is not None and np.linalg.norm(eef - self.last_eef) < STALL
-            self.last_eef = eef
-            remaining = np.linalg.norm(g["point"] - eef)
-            if stalled and remaining > BLOCKED_DIST:  # something is in the way
-                return self._give_up_grasp(obs, info)
-            if stalled:  # as close as the controller gets
-                self.phase = "close"
-                return self.act(obs, info)
+            dist = float(np.linalg.norm(g["point"] - eef))
+            if dist > BLOCKED_DIST and self.last_dist is not None \
+                    and self.last_dist - dist < STALL:
+                return self._give_up_grasp(obs, info)  # something is in the way
             return go(g["point"], OPEN, "close", tol=GRASP_TOL)
         if self.phase == "close":
             return hold(g["point"], CLOSED, "lift")
         place = self._place_point(obj, target, eef, info)
-        safe_z = max(g["point"][2] + HOVER, place[2] + 0.08)
+        held = eef - np.asarray(info["object_poses"][obj][:3])  # EEF relative to the object
         if self.phase == "lift":
             if eef[2] > g["point"][2] + LIFT_CHECK and \
                     info["object_extents"][obj][0][2] < g["object_z"] + LIFT_CHECK / 2:
                 return self._give_up_grasp(obs, info)  # the object stayed behind
-            return go(np.array([eef[0], eef[1], safe_z]), CLOSED, "carry", tol=0.02)
+            self.held = held
+            self.carry_z = self._carry_height(obj, target, eef, info)
+            return go(np.array([eef[0], eef[1], self.carry_z]), CLOSED, "carry", tol=0.02)
+        if self.phase in ("carry", "lower") and np.linalg.norm(held - self.held) > DROP_TOL:
+            # the object slipped out of the fingers: grasp it again where it lies
+            self.grasp = self._plan_grasp(obj, target, info)
+            return self._advance("retreat_grasp", obs, info)
+        safe_z = self.carry_z
         if self.phase == "carry":
             return go(np.array([place[0], place[1], safe_z]), CLOSED, "lower", tol=0.015)
         if self.phase == "lower":
@@ -187,6 +245,11 @@ class OracleAgent(BaseAgent):
         if self.phase == "retreat":
             return go(place + [0, 0, 0.1], OPEN, "done", tol=0.02)
         return hold(eef, OPEN, "done")
+
+
+def _reach(xy: np.ndarray) -> float:
+    """Horizontal distance (metres) of a point from the robot's mount."""
+    return float(np.linalg.norm(np.asarray(xy[:2]) - ROBOT_BASE_XY))
 
 
 def _aabb_distance_xy(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:

@@ -74,6 +74,9 @@ class LiberoEnv(gym.Env):
         max_steps: control steps before truncation (600 as in the seeds).
         settle_steps: no-op steps after reset so objects come to rest (LIBERO's eval uses 10).
         render_mode: ``"rgb_array"`` or None.
+        record_steps: render after every control step and return those observations in
+            ``info["step_observations"]`` from :meth:`step_chunk` (demo collection; costs
+            one render per step).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -92,6 +95,7 @@ class LiberoEnv(gym.Env):
         max_steps: int = 600,
         settle_steps: int = 10,
         render_mode: str | None = None,
+        record_steps: bool = False,
         **control_kwargs: Any,
     ) -> None:
         validate_task(benchmark, task_id)
@@ -109,6 +113,8 @@ class LiberoEnv(gym.Env):
         self.render_quality = render_quality
         self.camera_name = camera
         self.render_mode = render_mode
+        self.record_steps = bool(record_steps)
+        self._recorded: list[dict[str, np.ndarray]] = []
         self.settle_steps = int(settle_steps)
         self.control = ControlConfig(mode=control, zero_rotation=zero_rotation,
                                      action_scale=action_scale, max_steps=max_steps,
@@ -200,6 +206,7 @@ class LiberoEnv(gym.Env):
 
     # ------------------------------------------------------------------ Controllable
     def _control_step(self, action: np.ndarray, render: bool) -> bool:
+        render = render or self.record_steps
         self._render_gate = render
         try:
             _, _, done, _ = self._rs.step(action)
@@ -209,6 +216,8 @@ class LiberoEnv(gym.Env):
         self._check_stable()
         if render:
             self._last_obs = self._rs._get_observations()
+            if self.record_steps:
+                self._recorded.append(self._observation())
         return bool(done)
 
     def _check_stable(self) -> None:
@@ -355,6 +364,7 @@ class LiberoEnv(gym.Env):
         if self._needs_reset:
             raise RuntimeError("call reset() before step_chunk()")
         chunk = as_action_chunk(actions)
+        self._recorded = []
         if control is not None:
             chunk.control = control
             chunk.validate()
@@ -369,6 +379,8 @@ class LiberoEnv(gym.Env):
         info = self._info(success=success)
         info["eef_trajectory"] = result.eef_trajectory
         info["commands"] = result.commands
+        if self.record_steps:
+            info["step_observations"], self._recorded = self._recorded, []
         return self._observation(), float(success), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:

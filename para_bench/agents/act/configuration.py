@@ -1,0 +1,32 @@
+"""Configuration of the ACT-style global-regression baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from para_bench.models.base import PolicyConfig
+
+
+@dataclass
+class ACTConfig(PolicyConfig):
+    """ACT hyper-parameters (on top of :class:`~para_bench.models.base.PolicyConfig`).
+
+    Attributes:
+        token_grid: the feature map is average-pooled to ``token_grid x token_grid`` image
+            tokens (plus one global-mean token and one proprioception token).
+        enc_layers: transformer encoder blocks over those tokens.
+        layers: decoder blocks (W learned step queries; self- and cross-attention).
+        heads: attention heads.
+        xyz_weight: weight of the L1 loss on normalised positions.
+        gripper_weight: weight of the gripper cross-entropy.
+        rot_weight: weight of the rotation cross-entropy.
+    """
+
+    dim: int = 64
+    token_grid: int = 4
+    enc_layers: int = 1
+    layers: int = 2
+    heads: int = 4
+    xyz_weight: float = 1.0
+    gripper_weight: float = 0.5
+    rot_weight: float = 0.5

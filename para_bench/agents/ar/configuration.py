@@ -1,0 +1,39 @@
+"""Configuration of the autoregressive (AR) policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from para_bench.models.base import PolicyConfig
+
+
+@dataclass
+class ARConfig(PolicyConfig):
+    """AR hyper-parameters (on top of :class:`~para_bench.models.base.PolicyConfig`).
+
+    Attributes:
+        history: frames of context C (each gives ``token_grid**2`` patch tokens and one EEF
+            token).
+        history_grad: backpropagate through the backbone for the past frames too (off: the
+            past frames' features are computed without gradients, ~2x cheaper per frame;
+            the shared backbone still learns from the current frame).
+        token_grid: side of the pooled patch-token grid per frame.
+        layers: transformer blocks.
+        heads: attention heads.
+        subcell_refine: report ``uv``/``xyz`` with a soft-argmax over the 3 x 3 cells around
+            each argmax (the fed-back previous target stays the cell centre, as in training).
+        height_weight: weight of the height cross-entropy in the loss.
+        gripper_weight: weight of the gripper cross-entropy in the loss.
+        rot_weight: weight of the rotation cross-entropy in the loss.
+    """
+
+    dim: int = 64
+    history: int = 2
+    history_grad: bool = False
+    token_grid: int = 8
+    layers: int = 3
+    heads: int = 4
+    subcell_refine: bool = True
+    height_weight: float = 1.0
+    gripper_weight: float = 0.5
+    rot_weight: float = 0.5

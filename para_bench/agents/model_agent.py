@@ -1,0 +1,118 @@
+"""One agent for every learned policy: checkpoint in, end-effector targets out.
+
+:class:`ModelAgent` loads a checkpoint (:mod:`para_bench.models.checkpoint`), turns each
+observation into the model's batch (the same :func:`observation_sample` training uses),
+and returns the first ``n_exec`` predicted steps as an :class:`ActionChunk` of targets,
+one target per control step: the path from the current EEF through the predicted points
+is interpolated linearly at ``stride`` steps per predicted point, so the policy runs at
+the speed of its demonstrations. Targets go through the run's control mode (``servo`` by
+default, the PARA protocol); the predicted pixels ride along in ``debug["pixels"]`` for
+videos. The agent never touches the simulator.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, ClassVar
+
+import numpy as np
+
+from para_bench.agents.base import AgentRequirements, BaseAgent
+from para_bench.types import ActionChunk
+
+
+class ModelAgent(BaseAgent):
+    """Base of the model agents; subclasses set ``model_name``.
+
+    Args:
+        checkpoint: path to a checkpoint written by ``para-bench train``.
+        device: ``cpu`` or ``cuda``.
+    """
+
+    model_name: ClassVar[str] = ""
+
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu") -> None:
+        import torch
+
+        from para_bench.models.checkpoint import CheckpointError, load_policy
+
+        if not checkpoint:
+            raise CheckpointError(
+                f"agent {self.model_name} needs --checkpoint (train one with "
+                f"para-bench train --agent {self.model_name} --data DEMOS.hdf5 --out CKPT.pt)")
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        self.model = load_policy(checkpoint, expect=self.model_name, device=self.device)
+        self.config = self.model.config
+        self.requirements = AgentRequirements(image_size=self.config.image_size)
+        self._history: deque = deque(maxlen=self.config.history)
+        self._eef_start: np.ndarray | None = None
+
+    @classmethod
+    def check_checkpoint(cls, path: str | None) -> None:
+        """Raises a one-line ``ValueError`` if ``path`` cannot serve this agent."""
+        from para_bench.models.checkpoint import CheckpointError, read_checkpoint
+
+        if not path:
+            raise CheckpointError(f"agent {cls.model_name} needs --checkpoint")
+        model = read_checkpoint(path)["model"]
+        if model != cls.model_name:
+            raise CheckpointError(f"checkpoint {path} holds a {model} policy, not "
+                                  f"{cls.model_name}; use --agent {model}")
+
+    def reset(self, task: dict[str, Any], seed: int) -> None:
+        import torch
+
+        super().reset(task, seed)
+        torch.manual_seed(seed)
+        self._history.clear()
+        self._eef_start = None
+
+    def _batch(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
+        from para_bench.training.dataset import observation_sample
+
+        if self._eef_start is None:
+            self._eef_start = np.asarray(obs["eef_pos"], dtype=np.float64).copy()
+        s = observation_sample(obs["rgb"], obs["intrinsics"], obs["extrinsics"], obs["eef_pos"],
+                               self._eef_start, obs["gripper_qpos"])
+        self._history.append((s["rgb"], s["eef_uv"], s["eef_pos"]))
+        if self.config.history > 1:
+            hist = list(self._history)
+            hist = [hist[0]] * (self.config.history - len(hist)) + hist  # pad with the first
+            s["history_rgb"] = torch.stack([h[0] for h in hist])
+            s["history_uv"] = torch.stack([h[1] for h in hist])
+            s["history_xyz"] = torch.stack([h[2] for h in hist])
+        return {k: v[None].to(self.device) for k, v in s.items()}
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
+        import torch
+
+        with torch.no_grad():
+            pred = self.model.predict(self._batch(obs))
+        c = self.config
+        n = min(c.n_exec, c.n_window)
+        points = pred["xyz"][0, :n].cpu().numpy().astype(np.float64)
+        grip = pred["gripper"][0, :n].cpu().numpy().astype(np.float64)
+        rot = pred["rot"][0, :n].cpu().numpy().astype(np.float64)
+        targets = interpolate_path(np.asarray(obs["eef_pos"], dtype=np.float64), points,
+                                   c.stride)
+        per_step = np.repeat(np.arange(n), c.stride)
+        chunk = ActionChunk.from_targets(
+            targets, np.where(grip[per_step] >= 0.0, 1.0, -1.0),  # LIBERO grippers are binary
+            orientations=self.model.stats.rotation_from_code(rot)[per_step])
+        if "uv" in pred:
+            chunk.debug["pixels"] = pred["uv"][0, :n].cpu().numpy()
+        return chunk
+
+
+def interpolate_path(start: np.ndarray, points: np.ndarray, steps_per_point: int) -> np.ndarray:
+    """Targets for every control step: ``steps_per_point`` linear steps from ``start`` to
+    ``points[0]``, then to ``points[1]``, ... ((len(points) * steps_per_point, 3))."""
+    out, prev = [], start
+    fractions = np.arange(1, steps_per_point + 1) / steps_per_point
+    for p in points:
+        out.extend(prev + f * (p - prev) for f in fractions)
+        prev = p
+    return np.asarray(out)

@@ -1,0 +1,53 @@
+"""Configurations of the voxel-token policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from para_bench.models.base import PolicyConfig
+
+
+@dataclass
+class VoxelConfig(PolicyConfig):
+    """Voxel-token hyper-parameters (on top of :class:`~para_bench.models.base.PolicyConfig`).
+
+    Attributes:
+        relative: encode voxel and EEF positions relative to ``eef_start`` (model C) instead
+            of absolute world positions (model B).
+        voxel_grid: side of the voxel grid in the image (cells pooled from the feature map).
+        voxel_heights: height levels per cell (over the dataset's height range).
+        layers: Perceiver blocks (causal self-attention among queries, cross-attention to
+            the voxels, MLP).
+        heads: attention heads.
+        autoregressive: query k carries the previous target's position (teacher-forced in
+            training, fed back at inference); without, the queries only carry their step.
+        subvoxel_refine: decode ``xyz`` with a soft-argmax over the 3 x 3 x 3 voxels
+            around the argmax instead of the voxel centre.
+        gripper_weight: weight of the gripper cross-entropy in the loss.
+        rot_weight: weight of the rotation cross-entropy in the loss.
+    """
+
+    dim: int = 64
+    relative: bool = False
+    voxel_grid: int = 16
+    voxel_heights: int = 8
+    layers: int = 2
+    heads: int = 4
+    autoregressive: bool = True
+    subvoxel_refine: bool = True
+    gripper_weight: float = 0.5
+    rot_weight: float = 0.5
+
+
+@dataclass
+class VoxelAbsConfig(VoxelConfig):
+    """Model B: absolute world xyz encodings."""
+
+    relative: bool = False
+
+
+@dataclass
+class VoxelRelConfig(VoxelConfig):
+    """Model C: xyz encodings relative to the episode's first EEF position."""
+
+    relative: bool = True

@@ -1,0 +1,1 @@
+"""Demo collection, datasets and the training loop of the learned policies."""

@@ -1,0 +1,212 @@
+"""``para-bench train``: fit a policy to a demo dataset on CPU or GPU, save one checkpoint.
+
+Straight-line loop: the demos are read into memory, the last 10% (at least one) are held
+out, dataset statistics come from the rest and go into the checkpoint. AdamW with a short
+warm-up and cosine decay; the checkpoint is rewritten (atomically) at every validation, so
+a killed run keeps its last one. Next to ``<out>.pt`` it writes ``<out>.train.json``
+(config, stats, open-loop validation metrics, the loss curve), ``<out>.loss.png`` and
+``<out>.overlay.png`` (predicted vs reference trajectory on three validation demos).
+
+Open-loop validation metrics, on held-out frames, over all ``n_window`` predicted steps:
+``val_pixel_error`` (mean distance in pixels between predicted and true target pixels),
+``val_xyz_error_cm``, ``val_height_bin_acc``, ``val_gripper_acc`` (bin accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from para_bench.models import geometry
+from para_bench.models.base import PolicyModel, add_bin_targets
+from para_bench.models.checkpoint import save_checkpoint
+from para_bench.training.dataset import Demo, DemoData, FrameDataset, compute_stats
+
+DEFAULT_STEPS = 3000
+
+
+def _collate(ds: FrameDataset, idx: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+    batch = torch.utils.data.default_collate([ds[i] for i in idx])
+    batch = add_bin_targets(batch, ds.config, ds.stats)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate_open_loop(model: PolicyModel, ds: FrameDataset, device: torch.device,
+                       max_frames: int = 512, batch_size: int = 64) -> dict[str, float]:
+    """Open-loop validation metrics (see the module docstring) on up to ``max_frames``."""
+    model.eval()
+    idx = np.linspace(0, len(ds) - 1, min(max_frames, len(ds))).astype(int).tolist()
+    sums = {"val_pixel_error": 0.0, "val_xyz_error_cm": 0.0, "val_height_bin_acc": 0.0,
+            "val_gripper_acc": 0.0}
+    n = 0
+    c, s = model.config, model.stats
+    for i in range(0, len(idx), batch_size):
+        b = _collate(ds, idx[i:i + batch_size], device)
+        p = model.predict(b)
+        uv, _ = geometry.project(p["xyz"], b["intrinsics"], b["extrinsics"])
+        hb = geometry.value_to_bin(p["xyz"][..., 2], s.height_lo, s.height_hi, c.n_height_bins)
+        gb = geometry.value_to_bin(p["gripper"], s.gripper_lo, s.gripper_hi, c.n_gripper_bins)
+        k = len(b["rgb"])
+        sums["val_pixel_error"] += (uv - b["target_uv"]).norm(dim=-1).mean().item() * k
+        xyz_err = (p["xyz"] - b["target_xyz"]).norm(dim=-1).mean().item()
+        sums["val_xyz_error_cm"] += 100 * xyz_err * k
+        sums["val_height_bin_acc"] += (hb == b["target_height_bin"]).float().mean().item() * k
+        sums["val_gripper_acc"] += (gb == b["target_gripper_bin"]).float().mean().item() * k
+        n += k
+    model.train()
+    return {key: round(v / max(n, 1), 4) for key, v in sums.items()}
+
+
+def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int | None = None,
+                 batch_size: int = 32, lr: float = 1e-3, device: str = "cpu", seed: int = 0,
+                 overrides: dict[str, Any] | None = None, max_minutes: float | None = None,
+                 val_every: int = 500, progress: bool = True,
+                 camera_task: str | None = None) -> dict[str, Any]:
+    """Trains ``model_name`` on the demos in ``data`` and writes the checkpoint ``out``.
+
+    ``camera_task`` (``benchmark/id``) supplies the camera for demo files that carry none
+    (LIBERO's own): the task's default agent view.
+
+    Returns:
+        The training summary also written to ``<out>.train.json``.
+    """
+    from tqdm import tqdm
+
+    from para_bench.models.zoo import load_model_class
+
+    steps = steps or DEFAULT_STEPS
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    cls = load_model_class(model_name)
+    overrides = dict(overrides or {})
+    camera = None
+    if camera_task:
+        import h5py
+
+        from para_bench.training.dataset import default_camera
+
+        with h5py.File(data, "r") as f:
+            first = next(iter(f["data"].values()))
+            side = first["obs/agentview_rgb"].shape[1]
+        camera = default_camera(camera_task, side)
+    demo_data = DemoData(data, image_size=overrides.get("image_size"), camera=camera)
+    overrides.setdefault("image_size", demo_data.image_size)
+    config = cls.config_class.from_dict(overrides)
+    train_demos, val_demos = demo_data.split()
+    stats = compute_stats(train_demos)
+    train_ds = FrameDataset(train_demos, config, stats)
+    val_ds = FrameDataset(val_demos, config, stats)
+    model = cls(config, stats).to(dev)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    warmup = min(100, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / max(warmup, 1)) * 0.5 *
+        (1 + math.cos(math.pi * min(i, steps) / steps)))
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    info: dict[str, Any] = {
+        "model": model_name, "data": str(data), "n_train_demos": len(train_demos),
+        "n_val_demos": len(val_demos), "n_train_frames": len(train_ds), "batch_size": batch_size,
+        "lr": lr, "seed": seed, "device": device,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "rotation_explained_variance": stats.rot_explained_variance,
+    }
+    curve: list[dict[str, float]] = []
+    t0 = time.time()
+    bar = tqdm(total=steps, unit="step", disable=not progress, dynamic_ncols=True)
+    step = 0
+    try:
+        for step in range(1, steps + 1):
+            batch = _collate(train_ds, rng.integers(len(train_ds), size=batch_size).tolist(), dev)
+            loss, parts = model.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            if step % 10 == 0 or step == 1:
+                curve.append({"step": step, "loss": float(loss.item()),
+                              **{k: float(v) for k, v in parts.items()}})
+                bar.set_postfix_str(f"loss {loss.item():.3f}")
+            bar.update(1)
+            out_of_time = max_minutes is not None and time.time() - t0 > 60 * max_minutes
+            if step % val_every == 0 or step == steps or out_of_time:
+                info.update(steps=step, train_minutes=round((time.time() - t0) / 60, 2),
+                            **evaluate_open_loop(model, val_ds, dev))
+                save_checkpoint(out, model, info)
+            if out_of_time:
+                break
+    finally:
+        bar.close()
+    summary = {**info, "config": config.to_dict(), "stats": stats.to_dict(), "curve": curve}
+    out.with_suffix(".train.json").write_text(json.dumps(summary, indent=1))
+    _plot_curve(curve, out.with_suffix(".loss.png"))
+    plot_overlay(model, val_demos[:3], config, stats, out.with_suffix(".overlay.png"), dev)
+    return summary
+
+
+def _plot_curve(curve: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [c["step"] for c in curve]
+    for key in curve[0] if curve else []:
+        if key != "step":
+            ax.plot(steps, [c[key] for c in curve], label=key, lw=1.2 if key == "loss" else 0.8)
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("training loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_overlay(model: PolicyModel, demos: list[Demo], config: Any, stats: Any, path: Path,
+                 device: torch.device, n_frames: int = 4) -> None:
+    """Predicted (red) vs reference (green) future trajectory on frames of each demo; the
+    whole reference trajectory is drawn faintly."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from para_bench.envs.camera import project
+
+    model.eval()
+    fig, axes = plt.subplots(len(demos), n_frames, figsize=(2.6 * n_frames, 2.6 * len(demos)),
+                             squeeze=False)
+    for row, d in enumerate(demos):
+        ds = FrameDataset([d], config, stats)
+        ts = np.linspace(0, len(d) - 1, n_frames + 1).astype(int)[:-1]
+        for col, t in enumerate(ts):
+            b = _collate(ds, [int(t)], device)
+            p = model.predict(b)
+            ax = axes[row, col]
+            ax.imshow(d.rgb[t])
+            full, _ = project(d.eef_pos, d.intrinsics[t], d.extrinsics[t])
+            ax.plot(full[:, 0], full[:, 1], color="white", lw=0.6, alpha=0.6)
+            gt = b["target_uv"][0].cpu().numpy()
+            pred, _ = project(p["xyz"][0].cpu().numpy(), d.intrinsics[t], d.extrinsics[t])
+            ax.plot(gt[:, 0], gt[:, 1], "o-", color="lime", ms=2, lw=1)
+            ax.plot(pred[:, 0], pred[:, 1], "x-", color="red", ms=3, lw=1)
+            ax.set_title(f"{d.name} t={t}", fontsize=7)
+            ax.axis("off")
+    fig.suptitle(f"{model.name}: predicted (red) vs reference (green)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    model.train()

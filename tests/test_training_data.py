@@ -1,0 +1,135 @@
+"""Demo files, training samples, checkpoints and the model agent's decode (no simulator)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from para_bench.agents.model_agent import interpolate_path
+from para_bench.envs.camera import intrinsics_from_fovy, mujoco_to_opencv, project
+from para_bench.models.base import PolicyConfig, add_bin_targets
+from para_bench.models.checkpoint import CheckpointError, read_checkpoint
+from para_bench.models.stats import DatasetStats
+from para_bench.training.dataset import DemoData, FrameDataset, compute_stats, history_indices
+
+S = 32
+
+
+def _camera():
+    # looking down at the table from above and in front, like LIBERO's agent view
+    pos = np.array([1.0, 0.0, 1.6])
+    fwd = np.array([0.0, 0.0, 0.9]) - pos
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    xmat = np.stack([right, up, -fwd], axis=1)  # MuJoCo camera axes in world
+    return intrinsics_from_fovy(45.0, S, S), mujoco_to_opencv(pos, xmat)
+
+
+def _demo_arrays(t: int, rng: np.random.Generator):
+    xyz = np.cumsum(rng.normal(0, 0.01, (t, 3)), axis=0) + [0.0, 0.0, 1.0]
+    actions = np.zeros((t, 7))
+    actions[:, 6] = np.where(np.arange(t) < t // 2, -1.0, 1.0)
+    rgb = rng.integers(0, 255, (t, S, S, 3), dtype=np.uint8)
+    return xyz, actions, rgb
+
+
+def _write_libero_file(path, n_demos=3, t=20):
+    """LIBERO's own layout: images upside down, no camera, orientation as axis-angle."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for i in range(n_demos):
+            xyz, actions, rgb = _demo_arrays(t, rng)
+            g = f.create_group(f"data/demo_{i}")
+            g["actions"] = actions
+            g["obs/agentview_rgb"] = rgb[:, ::-1]
+            g["obs/ee_pos"] = xyz
+            g["obs/ee_ori"] = np.tile([np.pi, 0.0, 0.0], (t, 1))
+            g["obs/gripper_states"] = np.tile([0.04, -0.04], (t, 1))
+            g["obs/joint_states"] = np.zeros((t, 7))
+            g.attrs["num_samples"] = t
+    return rng
+
+
+def test_libero_layout_is_flipped_upright_and_needs_a_camera(tmp_path):
+    path = tmp_path / "libero.hdf5"
+    _write_libero_file(path)
+    with pytest.raises(ValueError, match="no camera"):
+        DemoData(path)
+    data = DemoData(path, camera=_camera())
+    with h5py.File(path) as f:
+        raw = f["data/demo_0/obs/agentview_rgb"][()]
+    assert np.array_equal(data.demos[0].rgb, raw[:, ::-1])
+    assert len(data.demos) == 3
+    train, val = data.split()
+    assert len(train) == 2 and len(val) == 1
+
+
+def test_missing_or_unreadable_dataset_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        DemoData(tmp_path / "nope.hdf5")
+    bad = tmp_path / "bad.hdf5"
+    bad.write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError, match="not a readable HDF5"):
+        DemoData(bad)
+
+
+def test_samples_carry_projected_targets_ahead_by_stride(tmp_path):
+    path = tmp_path / "libero.hdf5"
+    _write_libero_file(path, n_demos=2, t=12)
+    data = DemoData(path, camera=_camera())
+    d = data.demos[0]
+    config = PolicyConfig(image_size=S, grid=8, n_window=3, stride=2, history=2, n_exec=2)
+    stats = compute_stats(data.demos)
+    ds = FrameDataset([d], config, stats)
+    s = ds[9]
+    # targets t+2, t+4, then clamped to the last frame (11)
+    assert np.allclose(s["target_xyz"].numpy(), d.eef_pos[[11, 11, 11]], atol=1e-6)
+    s = ds[3]
+    assert np.allclose(s["target_xyz"].numpy(), d.eef_pos[[5, 7, 9]], atol=1e-6)
+    uv, _ = project(d.eef_pos[[5, 7, 9]], d.intrinsics[3], d.extrinsics[3])
+    assert np.allclose(s["target_uv"].numpy(), uv, atol=1e-4)
+    assert s["target_gripper"].tolist() == d.actions[[4, 6, 8], 6].tolist()
+    assert s["history_rgb"].shape == (2, 3, S, S)
+    assert history_indices(3, config) == [0, 3] and history_indices(9, config) == [5, 9]
+    batch = add_bin_targets(torch.utils.data.default_collate([ds[3], ds[9]]), config, stats)
+    assert batch["target_cell"].shape == (2, 3) and batch["target_cell"].max() < 64
+    assert set(batch["target_gripper_bin"].flatten().tolist()) <= {0, config.n_gripper_bins - 1}
+
+
+def test_rotation_code_round_trips_along_its_axis():
+    rng = np.random.default_rng(1)
+    angles = np.linspace(-0.4, 0.4, 50)
+    quats = np.stack([[np.sin(a / 2), 0.0, 0.0, np.cos(a / 2)] for a in angles])  # about x
+    stats = DatasetStats.from_arrays(rng.normal(size=(50, 3)), quats, np.ones(50))
+    assert stats.rot_explained_variance > 0.99
+    back = stats.rotation_from_code(stats.rotation_code(quats))
+    dots = np.abs(np.sum(back * quats, axis=1))
+    assert np.all(dots > 1 - 1e-6)
+
+
+def test_interpolated_path_reaches_each_point_at_its_step():
+    path = interpolate_path(np.zeros(3), np.array([[0.1, 0, 0], [0.1, 0.2, 0]]), 2)
+    assert path.shape == (4, 3)
+    assert np.allclose(path[1], [0.1, 0, 0]) and np.allclose(path[3], [0.1, 0.2, 0])
+    assert np.allclose(path[0], [0.05, 0, 0]) and np.allclose(path[2], [0.1, 0.1, 0])
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        read_checkpoint(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="unreadable or corrupt"):
+        read_checkpoint(corrupt)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(CheckpointError, match="not a para-bench policy"):
+        read_checkpoint(other)
+    newer = tmp_path / "newer.pt"
+    torch.save({"kind": "para-bench-policy", "format": 99}, newer)
+    with pytest.raises(CheckpointError, match="newer"):
+        read_checkpoint(newer)
