@@ -86,12 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, help="HDF5 demos (para-bench collect or LIBERO)")
     tr.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     tr.add_argument("--steps", type=_positive_int, default=None,
-                    help="optimisation steps (default 3000)")
+                    help="optimisation steps (default: the model's train_steps, 2000 or 4000)")
     tr.add_argument("--max-minutes", type=float, default=None,
                     help="stop (and save) after this many minutes")
     tr.add_argument("--batch-size", type=_positive_int, default=32)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    tr.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch CPU threads (default: torch's; use 1 beside running "
+                         "simulators: oversubscribed threads make torch 10-100x slower)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a model config field, e.g. --set backbone=dinov2:/path")
@@ -243,6 +246,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise UsageError(f"--device {args.device}: no CUDA device visible to torch")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     summary = train_policy(args.agent, args.data, args.out, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, device=args.device,
                            seed=args.seed, overrides=overrides, max_minutes=args.max_minutes,

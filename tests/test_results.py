@@ -231,3 +231,17 @@ def test_plot_single_agent_single_suite(tmp_path):
     store.append(make_record("para", 0, True))
     out = plot_comparison(summary_table(records_frame([store.path])), tmp_path / "one.png")
     assert out.stat().st_size > 1000
+
+
+def test_checkpoints_and_control_modes_of_one_agent_stay_apart(tmp_path):
+    for folder, ckpt, control in [("a", "ckpts/para_a.pt", "servo"),
+                                  ("b", "ckpts/para_b.pt", "servo"),
+                                  ("c", "ckpts/para_a.pt", "teleport")]:
+        store = RunStore(tmp_path / folder)
+        store.write_manifest({"format": RECORD_FORMAT_VERSION, "plan_hash": folder,
+                              "config": {"control": control}})
+        rec = make_record("para", 0, True)
+        rec.checkpoint = ckpt
+        store.append(rec)
+    labels = sorted(summary_table(records_frame(tmp_path))["agent"])
+    assert labels == ["para[para_a]", "para[para_a] (teleport)", "para[para_b]"]

@@ -27,12 +27,19 @@ class ModelAgent(BaseAgent):
     Args:
         checkpoint: path to a checkpoint written by ``para-bench train``.
         device: ``cpu`` or ``cuda``.
+        threads: torch CPU threads of this process (one by default: the agent runs beside
+            a single-threaded simulator, often in parallel workers, and oversubscribed
+            threads make torch 10-100x slower).
     """
 
     model_name: ClassVar[str] = ""
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu",
+                 threads: int | None = 1) -> None:
         import torch
+
+        if threads:
+            torch.set_num_threads(threads)
 
         from para_bench.models.checkpoint import CheckpointError, load_policy
 

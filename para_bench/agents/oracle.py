@@ -25,10 +25,15 @@ from para_bench.registry import register_agent
 from para_bench.types import ActionChunk
 
 OPEN, CLOSED = -1.0, 1.0
+HOLD = 0.0  # gripper command that leaves the fingers where they are (robosuite integrates sign)
 MAX_HALF_WIDTH = 0.036  # half of what the Panda fingers can span with margin
 HOVER = 0.12  # metres above the grasp / place point for the approach
-STEP = 0.03  # metres between successive targets
+SPEED = 0.01  # metres per control step along a servoed path (the EEF lags behind)
+DESCEND_SPEED = 0.008  # metres per control step of the descent onto a grasp
+CHUNK = 8  # control steps (targets) per chunk: a blocked or stalled motion costs about this
 GRIP_WAIT = 10  # control steps to close or open the gripper
+ALIGN_STEPS = 6  # control steps above the object for the wrist to finish turning
+RIM_PRESHAPE = 3  # control steps of closing before a rim grasp: fingers ~2.5 cm off the centre
 RIM_INSET = 0.007  # metres from a bowl's outer edge (its AABB) in to the grasped wall
 RIM_DEPTH = 0.012  # metres below a bowl's top for a rim grasp
 GRASP_TOL = 0.004  # metres; how close to the grasp point the EEF gets before closing
@@ -150,9 +155,11 @@ class OracleAgent(BaseAgent):
         place_z = self._place_point(obj, target, eef, info)[2]
         return max(top + CARRY_CLEARANCE + hang, place_z, self.grasp["point"][2] + MIN_LIFT)
 
-    def _path(self, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        n = max(1, int(np.ceil(np.linalg.norm(goal - start) / STEP)))
-        return start + (goal - start) * (np.arange(1, n + 1)[:, None] / n)
+    def _path(self, start: np.ndarray, goal: np.ndarray, speed: float) -> np.ndarray:
+        """``CHUNK`` servo targets from ``start`` to ``goal``, ``speed`` apart, then ``goal``."""
+        n = max(1, int(np.ceil(np.linalg.norm(goal - start) / speed)))
+        frac = np.minimum(np.arange(1, CHUNK + 1) / n, 1.0)[:, None]
+        return start + (goal - start) * frac
 
     # ------------------------------------------------------------------ acting
     def _give_up_grasp(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
@@ -191,15 +198,16 @@ class OracleAgent(BaseAgent):
         orient = mat_to_quat_xyzw(_rotz(g["yaw"]) @ self.start_rot)
         hover = g["point"] + [0, 0, HOVER]
 
-        def go(goal: np.ndarray, grip: float, next_phase: str, tol: float = 0.01) -> ActionChunk:
-            # a target the arm cannot reach (workspace edge, contact) counts as reached once
-            # a chunk toward it has stopped moving the EEF
+        def go(goal: np.ndarray, grip: float, next_phase: str, tol: float = 0.01,
+               speed: float = SPEED) -> ActionChunk:
+            # a goal the arm cannot reach exactly (workspace edge, contact, a held load the
+            # controller sags under) counts as reached once a chunk stops bringing it closer
             dist = float(np.linalg.norm(goal - eef))
             if dist < tol or self._stalled(dist):
                 return self._advance(next_phase, obs, info)
-            path = self._path(eef, goal)[:8]
+            path = self._path(eef, goal, speed)
             return ActionChunk.from_targets(path, grip, np.tile(orient, (len(path), 1)),
-                                            control="teleport")
+                                            control="servo")
 
         def hold(at: np.ndarray, grip: float, next_phase: str) -> ActionChunk:
             self.phase = next_phase
@@ -210,16 +218,20 @@ class OracleAgent(BaseAgent):
             return go(hover, OPEN, "align", tol=0.02)
         if self.phase == "retreat_grasp":  # back up above the failed grasp, then re-plan
             return go(hover, OPEN, "approach", tol=0.02)
-        if self.phase == "align":  # let the wrist finish turning above the object
+        rim = g["side"] is not None
+        if self.phase == "align":
+            # let the wrist finish turning above the object; for a rim grasp, half close
+            # the fingers so the outer one needs less room beside the wall
             self.phase = "descend"
-            return ActionChunk.from_targets(np.tile(hover, (6, 1)), OPEN,
-                                            np.tile(orient, (6, 1)), control="servo")
+            grip = [OPEN] * ALIGN_STEPS + [CLOSED] * (RIM_PRESHAPE if rim else 0)
+            return ActionChunk.from_targets(np.tile(hover, (len(grip), 1)), np.array(grip),
+                                            np.tile(orient, (len(grip), 1)), control="servo")
         if self.phase == "descend":
             dist = float(np.linalg.norm(g["point"] - eef))
             if dist > BLOCKED_DIST and self.last_dist is not None \
                     and self.last_dist - dist < STALL:
                 return self._give_up_grasp(obs, info)  # something is in the way
-            return go(g["point"], OPEN, "close", tol=GRASP_TOL)
+            return go(g["point"], HOLD if rim else OPEN, "close", GRASP_TOL, DESCEND_SPEED)
         if self.phase == "close":
             return hold(g["point"], CLOSED, "lift")
         place = self._place_point(obj, target, eef, info)

@@ -145,7 +145,11 @@ class Dinov2Backbone(nn.Module):
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("the dinov2 backbone needs transformers: "
                               "pip install transformers") from e
-        self.dino = Dinov2Model.from_pretrained(path, local_files_only=True)
+        try:
+            self.dino = Dinov2Model.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"dinov2 backbone: no usable model in local folder {path!r} "
+                             f"({str(e).splitlines()[0][:120]})") from None
         self.freeze = freeze
         if freeze:
             self.dino.requires_grad_(False)

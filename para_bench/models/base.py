@@ -60,6 +60,8 @@ class PolicyConfig:
         backbone: ``cnn`` (small CNN trained from scratch) or ``dinov2:<local path>``.
         freeze_backbone: keep the backbone's weights fixed (pretrained backbones).
         dim: feature width.
+        train_steps: default optimisation steps of ``para-bench train`` (the default recipe:
+            about 15-20 minutes on one CPU core for every model).
     """
 
     image_size: int = 128
@@ -74,6 +76,7 @@ class PolicyConfig:
     backbone: str = "cnn"
     freeze_backbone: bool = False
     dim: int = 128
+    train_steps: int = 2000
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

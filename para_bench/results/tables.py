@@ -51,6 +51,11 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _agent_label(agent: str, checkpoint: str | None, control: str) -> str:
+    label = f"{agent}[{Path(checkpoint).stem}]" if checkpoint else agent
+    return label if control in ("servo", None) else f"{label} ({control})"
+
+
 def records_frame(run_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
     """One row per episode record of the given run folders.
 
@@ -58,19 +63,24 @@ def records_frame(run_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> 
         run_dirs: run folders; a single path is expanded with :func:`find_runs`.
 
     Returns:
-        Columns :data:`RECORD_COLUMNS` (``run`` is the folder path; ``suite`` and ``split``
-        come from the record's spec; missing metrics are NaN), then every other numeric
-        entry of ``metrics``, nested dicts flattened as ``outer.inner``.
+        Columns :data:`RECORD_COLUMNS` (``run`` is the folder path; ``agent`` is the agent
+        name, followed by ``[checkpoint file stem]`` for agents run from a checkpoint and
+        ``(control mode)`` for runs not under the default ``servo``, so two checkpoints or
+        two protocols of one policy stay apart; ``suite`` and ``split`` come from the
+        record's spec; missing metrics are NaN), then every other numeric entry of
+        ``metrics``, nested dicts flattened as ``outer.inner``.
     """
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = find_runs(run_dirs)
     rows = []
     for run_dir in run_dirs:
-        for rec in RunStore(run_dir).records():
+        store = RunStore(run_dir)
+        control = ((store.read_manifest() or {}).get("config") or {}).get("control", "servo")
+        for rec in store.records():
             metrics = _flatten(rec.metrics or {})
             row: dict = {
                 "run": str(Path(run_dir)),
-                "agent": rec.agent,
+                "agent": _agent_label(rec.agent, rec.checkpoint, control),
                 "suite": rec.spec.get("suite"),
                 "split": rec.spec.get("split"),
                 "task": rec.task,

@@ -28,8 +28,6 @@ from para_bench.models.base import PolicyModel, add_bin_targets
 from para_bench.models.checkpoint import save_checkpoint
 from para_bench.training.dataset import Demo, DemoData, FrameDataset, compute_stats
 
-DEFAULT_STEPS = 3000
-
 
 def _collate(ds: FrameDataset, idx: list[int], device: torch.device) -> dict[str, torch.Tensor]:
     batch = torch.utils.data.default_collate([ds[i] for i in idx])
@@ -81,7 +79,6 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
 
     from para_bench.models.zoo import load_model_class
 
-    steps = steps or DEFAULT_STEPS
     dev = torch.device(device)
     torch.manual_seed(seed)
     cls = load_model_class(model_name)
@@ -99,6 +96,7 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
     demo_data = DemoData(data, image_size=overrides.get("image_size"), camera=camera)
     overrides.setdefault("image_size", demo_data.image_size)
     config = cls.config_class.from_dict(overrides)
+    steps = steps or config.train_steps
     train_demos, val_demos = demo_data.split()
     stats = compute_stats(train_demos)
     train_ds = FrameDataset(train_demos, config, stats)
