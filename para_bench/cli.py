@@ -255,7 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                            seed=args.seed, overrides=overrides, max_minutes=args.max_minutes,
                            progress=not args.quiet, camera_task=args.camera_from_task)
     metrics = {k: v for k, v in summary.items() if k.startswith("val_")}
-    print(f"{args.agent}: {summary['steps']} steps in {summary['train_minutes']} min; "
+    early = " (interrupted)" if summary.get("interrupted") else ""
+    print(f"{args.agent}: {summary['steps']} steps{early} in {summary['train_minutes']} min; "
           + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     print(f"wrote {args.out} (+ .train.json, .loss.png, .overlay.png)")
     return 0

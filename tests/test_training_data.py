@@ -37,10 +37,13 @@ def _demo_arrays(t: int, rng: np.random.Generator):
     return xyz, actions, rgb
 
 
-def _write_libero_file(path, n_demos=3, t=20):
-    """LIBERO's own layout: images upside down, no camera, orientation as axis-angle."""
+def _write_libero_file(path, n_demos=3, t=20, camera=None):
+    """LIBERO's own layout: images upside down, no camera, orientation as axis-angle; with
+    ``camera``, para-bench's (per-frame camera, images upright)."""
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
+        if camera is not None:
+            f.require_group("data").attrs["image_origin"] = "top"
         for i in range(n_demos):
             xyz, actions, rgb = _demo_arrays(t, rng)
             g = f.create_group(f"data/demo_{i}")
@@ -51,6 +54,9 @@ def _write_libero_file(path, n_demos=3, t=20):
             g["obs/gripper_states"] = np.tile([0.04, -0.04], (t, 1))
             g["obs/joint_states"] = np.zeros((t, 7))
             g.attrs["num_samples"] = t
+            if camera is not None:
+                g["camera/intrinsics"] = np.tile(camera[0], (t, 1, 1))
+                g["camera/extrinsics"] = np.tile(camera[1], (t, 1, 1))
     return rng
 
 
@@ -133,3 +139,31 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
     torch.save({"kind": "para-bench-policy", "format": 99}, newer)
     with pytest.raises(CheckpointError, match="newer"):
         read_checkpoint(newer)
+
+
+def test_training_stops_early_and_keeps_a_checkpoint(tmp_path, monkeypatch):
+    from para_bench.agents.act.modeling import ACTPolicy
+    from para_bench.models.checkpoint import load_policy
+    from para_bench.training.train import train_policy
+
+    data = tmp_path / "demos.hdf5"
+    _write_libero_file(data, n_demos=2, t=10, camera=_camera())
+    tiny = {"dim": 16, "n_window": 2, "grid": 8}
+    ckpt = tmp_path / "act.pt"
+    summary = train_policy("act", data, ckpt, steps=50, batch_size=2, overrides=tiny,
+                           max_minutes=0.0, progress=False)
+    assert summary["steps"] == 1 and not summary["interrupted"]  # out of time after step 1
+    real_loss, calls = ACTPolicy.loss, []
+
+    def loss_then_ctrl_c(self, batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_loss(self, batch)
+
+    monkeypatch.setattr(ACTPolicy, "loss", loss_then_ctrl_c)
+    summary = train_policy("act", data, ckpt, steps=50, batch_size=2, overrides=tiny,
+                           progress=False)
+    assert summary["steps"] == 3 and summary["interrupted"]
+    assert load_policy(ckpt, expect="act").config.dim == 16
+    assert ckpt.with_suffix(".train.json").is_file() and ckpt.with_suffix(".loss.png").is_file()

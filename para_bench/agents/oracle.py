@@ -37,7 +37,7 @@ RIM_PRESHAPE = 3  # control steps of closing before a rim grasp: fingers ~2.5 cm
 RIM_INSET = 0.007  # metres from a bowl's outer edge (its AABB) in to the grasped wall
 RIM_DEPTH = 0.012  # metres below a bowl's top for a rim grasp
 GRASP_TOL = 0.004  # metres; how close to the grasp point the EEF gets before closing
-LIFT_CHECK = 0.05  # metres of lift after which a grasped object must have risen half as much
+LIFT_CHECK = 0.02  # metres of lift after which a grasped object must have risen half as much
 STALL = 0.002  # metres; a descent moving less than this per chunk has stopped
 BLOCKED_DIST = 0.015  # metres; a descent stopped this far from the grasp point is blocked
 PLACE_CLEARANCE = 0.01  # metres between the held object's bottom and the target's top
@@ -47,6 +47,8 @@ MIN_LIFT = 0.06  # metres; the carry never starts lower than this above the gras
 DROP_TOL = 0.03  # metres the object may shift in the fingers before it counts as dropped
 ROBOT_BASE_XY = (-0.66, 0.0)  # the Panda's mount on LIBERO's tables, world frame, metres
 REACH_XY = 0.78  # metres from the mount the EEF reaches comfortably at carrying heights
+CONTAINED_PENALTY = 0.05  # side-choice penalty (metres) for closing along a drawer's pull
+REACH_WEIGHT = 3.0  # side-choice penalty per metre beyond REACH_XY (clearances are in metres)
 
 
 # rim grasp candidates: (direction from the bowl's centre to the grasped wall, wrist yaw)
@@ -77,9 +79,20 @@ class OracleAgent(BaseAgent):
 
     # ------------------------------------------------------------------ planning
     def _goal(self, info: dict[str, Any]) -> tuple[str, str]:
+        """``(object, target)`` bodies of the first ``on`` / ``in`` goal.
+
+        A target that is a region of an object (``basket_1_contain_region``, a site with no
+        pose of its own) is replaced by the object it belongs to (``basket_1``).
+        """
         for pred in info["goal"]:
             if pred[0].lower() in ("on", "in") and len(pred) == 3:
-                return pred[1], pred[2]
+                obj, target = pred[1], pred[2]
+                if target not in info["object_poses"]:
+                    owners = [n for n in info["object_poses"] if target.startswith(n + "_")]
+                    if not owners:
+                        raise ValueError(f"oracle: no object holds the goal region {target!r}")
+                    target = max(owners, key=len)
+                return obj, target
         raise ValueError(f"oracle handles (on X Y) / (in X Y) goals, got {info['goal']}")
 
     def _plan_grasp(self, obj: str, target: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +110,14 @@ class OracleAgent(BaseAgent):
         if not sides:  # every side failed once: try them all again
             self.failed_sides.clear()
             sides = list(RIM_SIDES)
+        # an object sitting inside another's box below its top is in a drawer or bin: the
+        # walls across the direction it was pulled out (container centre -> object) are
+        # the near ones, so prefer fingers closing across that direction
+        outward = np.zeros(2)
+        for a, b in others:
+            if np.all(center[:2] > a[:2]) and np.all(center[:2] < b[:2]) and hi[2] < b[2]:
+                outward = center[:2] - (a[:2] + b[:2]) / 2
+                outward /= max(float(np.linalg.norm(outward)), 1e-9)
         best, best_clear = None, -np.inf
         for direction, yaw in sides:
             d = np.array([*direction, 0.0])
@@ -107,13 +128,20 @@ class OracleAgent(BaseAgent):
             clear = min(clear, 0.06) - (0.01 if yaw else 0.0)  # prefer no wrist rotation
             if direction == (1, 0):  # reaching over the far side: less robust
                 clear -= 0.02
+            clear -= CONTAINED_PENALTY * abs(float(np.dot(direction, outward)))
             # where the EEF ends up when the object sits on the target: keep it in reach
             place_xy = np.asarray(info["object_poses"][target][:2]) + (p - center)[:2]
-            clear -= max(0.0, max(_reach(p), _reach(place_xy)) - REACH_XY)
+            clear -= REACH_WEIGHT * max(0.0, max(_reach(p), _reach(place_xy)) - REACH_XY)
             if clear > best_clear:
                 best, best_clear = (p, yaw, direction), clear
         p, yaw, side = best
-        point = np.array([p[0], p[1], hi[2] - RIM_DEPTH])
+        # a tilted bowl's rim is lower on the side its opening faces: the rim point in
+        # horizontal direction d sits about r * (|u_h| + d . u_h) below the box top, with
+        # u_h the horizontal part of the bowl's axis and r its radius
+        up = quat_xyzw_to_mat(info["object_poses"][obj][3:])[:, 2]
+        radius = half[1] if side[0] == 0 else half[0]
+        drop = radius * (np.linalg.norm(up[:2]) + float(np.dot(side, up[:2])))
+        point = np.array([p[0], p[1], hi[2] - RIM_DEPTH - drop])
         return {"point": point, "yaw": yaw, "object_z": lo[2], "side": side}
 
     def _place_point(self, obj: str, target: str, eef: np.ndarray,
@@ -237,14 +265,16 @@ class OracleAgent(BaseAgent):
         place = self._place_point(obj, target, eef, info)
         held = eef - np.asarray(info["object_poses"][obj][:3])  # EEF relative to the object
         if self.phase == "lift":
-            if eef[2] > g["point"][2] + LIFT_CHECK and \
-                    info["object_extents"][obj][0][2] < g["object_z"] + LIFT_CHECK / 2:
+            rise = eef[2] - g["point"][2]
+            if rise > LIFT_CHECK and info["object_extents"][obj][0][2] < g["object_z"] + rise / 2:
                 return self._give_up_grasp(obs, info)  # the object stayed behind
             self.held = held
             self.carry_z = self._carry_height(obj, target, eef, info)
             return go(np.array([eef[0], eef[1], self.carry_z]), CLOSED, "carry", tol=0.02)
         if self.phase in ("carry", "lower") and np.linalg.norm(held - self.held) > DROP_TOL:
-            # the object slipped out of the fingers: grasp it again where it lies
+            # the object slipped out of the fingers: grasp it again where it lies, another way
+            if g["side"] is not None:
+                self.failed_sides.add(g["side"])
             self.grasp = self._plan_grasp(obj, target, info)
             return self._advance("retreat_grasp", obs, info)
         safe_z = self.carry_z
@@ -256,6 +286,10 @@ class OracleAgent(BaseAgent):
             return hold(eef, OPEN, "retreat")
         if self.phase == "retreat":
             return go(place + [0, 0, 0.1], OPEN, "done", tol=0.02)
+        if not info["success"]:  # released, but not where it counts: pick it up again
+            if g["side"] is not None:
+                self.failed_sides.add(g["side"])
+            return self._advance("approach", obs, info)
         return hold(eef, OPEN, "done")
 
 

@@ -3,9 +3,11 @@
 Straight-line loop: the demos are read into memory, the last 10% (at least one) are held
 out, dataset statistics come from the rest and go into the checkpoint. AdamW with a short
 warm-up and cosine decay; the checkpoint is rewritten (atomically) at every validation, so
-a killed run keeps its last one. Next to ``<out>.pt`` it writes ``<out>.train.json``
-(config, stats, open-loop validation metrics, the loss curve), ``<out>.loss.png`` and
-``<out>.overlay.png`` (predicted vs reference trajectory on three validation demos).
+a killed run keeps its last one; Ctrl-C or ``max_minutes`` ends training early with a
+final validation and checkpoint (``interrupted`` in the summary). Next to ``<out>.pt`` it
+writes ``<out>.train.json`` (config, stats, open-loop validation metrics, the loss curve),
+``<out>.loss.png`` and ``<out>.overlay.png`` (predicted vs reference trajectory on three
+validation demos).
 
 Open-loop validation metrics, on held-out frames, over all ``n_window`` predicted steps:
 ``val_pixel_error`` (mean distance in pixels between predicted and true target pixels),
@@ -121,7 +123,13 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
     curve: list[dict[str, float]] = []
     t0 = time.time()
     bar = tqdm(total=steps, unit="step", disable=not progress, dynamic_ncols=True)
-    step = 0
+
+    def validate_and_save(step: int) -> None:
+        info.update(steps=step, train_minutes=round((time.time() - t0) / 60, 2),
+                    **evaluate_open_loop(model, val_ds, dev))
+        save_checkpoint(out, model, info)
+
+    done, info["interrupted"] = 0, False
     try:
         for step in range(1, steps + 1):
             batch = _collate(train_ds, rng.integers(len(train_ds), size=batch_size).tolist(), dev)
@@ -131,20 +139,23 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
+            done = step
             if step % 10 == 0 or step == 1:
                 curve.append({"step": step, "loss": float(loss.item()),
                               **{k: float(v) for k, v in parts.items()}})
                 bar.set_postfix_str(f"loss {loss.item():.3f}")
             bar.update(1)
-            out_of_time = max_minutes is not None and time.time() - t0 > 60 * max_minutes
-            if step % val_every == 0 or step == steps or out_of_time:
-                info.update(steps=step, train_minutes=round((time.time() - t0) / 60, 2),
-                            **evaluate_open_loop(model, val_ds, dev))
-                save_checkpoint(out, model, info)
-            if out_of_time:
+            if max_minutes is not None and time.time() - t0 > 60 * max_minutes:
                 break
+            if step % val_every == 0 and step < steps:
+                validate_and_save(step)
+    except KeyboardInterrupt:  # Ctrl-C: keep what was trained
+        info["interrupted"] = True
     finally:
         bar.close()
+    if done == 0:  # interrupted before the first step: nothing to save
+        raise KeyboardInterrupt
+    validate_and_save(done)
     summary = {**info, "config": config.to_dict(), "stats": stats.to_dict(), "curve": curve}
     out.with_suffix(".train.json").write_text(json.dumps(summary, indent=1))
     _plot_curve(curve, out.with_suffix(".loss.png"))
