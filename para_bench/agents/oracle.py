@@ -2,16 +2,24 @@
 
 It reads object poses and the BDDL goal from ``info`` (it declares ``privileged=True``)
 and object extents from ``info["object_extents"]``, and returns end-effector targets
-executed by ``teleport`` through the same control path as every agent. It handles goals
-``(on X Y)`` and ``(in X Y)`` — every libero_spatial and libero_object task.
+executed by ``servo`` (one target per control step, ``CHUNK`` targets per call) through
+the same control path as every agent. It handles goals ``(on X Y)`` and ``(in X Y)``,
+with ``Y`` an object or an object's region (``basket_1_contain_region``) — every
+libero_spatial and libero_object task.
 
 Grasp: objects narrower than the gripper opening are grasped at their centre, closing
-across their narrow side; wider ones (bowls, ramekins) by the rim on the side with the
-most free space, one finger inside. Place: above the target's centre, released just
-above its top. The plan is recomputed from the current poses at every call until the
-object is grasped.
-"""
+across their narrow side; wider ones (bowls, ramekins) by the rim, fingers half closed,
+one finger inside, on the side with the most free space that keeps the EEF within reach
+(and, in a drawer, across the drawer); a tilted bowl is grasped at its rim's height on
+that side. Carry: at the lowest height that clears what lies between object and target.
+Place: the object's body over the target's body, released just above its top.
 
+Recovery: a descent that stops short (blocked) or a lift that leaves the object behind
+marks that rim side as failed and re-plans; an object that slips out while carried, or
+is released somewhere that does not satisfy the goal, is grasped again. A motion that
+stops making progress (workspace edge, a sagging load) counts as done. The grasp plan is
+recomputed from the current poses at every call until the object is grasped.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -38,7 +46,7 @@ RIM_INSET = 0.007  # metres from a bowl's outer edge (its AABB) in to the graspe
 RIM_DEPTH = 0.012  # metres below a bowl's top for a rim grasp
 GRASP_TOL = 0.004  # metres; how close to the grasp point the EEF gets before closing
 LIFT_CHECK = 0.02  # metres of lift after which a grasped object must have risen half as much
-STALL = 0.002  # metres; a descent moving less than this per chunk has stopped
+STALL = 0.002  # metres; a chunk getting less than this closer to its goal has stopped
 BLOCKED_DIST = 0.015  # metres; a descent stopped this far from the grasp point is blocked
 PLACE_CLEARANCE = 0.01  # metres between the held object's bottom and the target's top
 CARRY_CLEARANCE = 0.03  # metres between the held object's bottom and anything it passes over
@@ -60,11 +68,11 @@ def _rotz(angle: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-@register_agent("oracle", description="privileged scripted pick-and-place expert (teleport)")
+@register_agent("oracle", description="privileged scripted pick-and-place expert (servo)")
 class OracleAgent(BaseAgent):
     """Scripted expert for ``on`` / ``in`` goals; see the module docstring."""
 
-    requirements = AgentRequirements(privileged=True, control="teleport")
+    requirements = AgentRequirements(privileged=True, control="servo")
 
     def reset(self, task: dict[str, Any], seed: int) -> None:
         super().reset(task, seed)

@@ -101,15 +101,16 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
             if key in data.attrs and data.attrs[key] != value:
                 raise ValueError(f"{out} holds demos of {key}={data.attrs[key]!r}, not "
                                  f"{value!r}; use another --out")
+        oracle = make_agent("oracle")
+        control = oracle.requirements.control or "servo"
         data.attrs.update({**pinned, "image_origin": "top", "para_bench_version": __version__,
                            "env_args": json.dumps({"image_size": image_size,
-                                                   "control": "teleport"})})
+                                                   "control": control})})
         done = {g.attrs["episode_id"] for g in data.values()}
         failed_ids = set(json.loads(data.attrs.get("failed_episode_ids", "[]")))
         todo = [s for s in plan if s.episode_id not in done | failed_ids]
         counts = {"written": 0, "failed": 0, "skipped": len(plan) - len(todo)}
-        oracle = make_agent("oracle")
-        pool = EnvPool(RunConfig(agent="oracle", control="teleport", max_steps=max_steps,
+        pool = EnvPool(RunConfig(agent="oracle", control=control, max_steps=max_steps,
                                  image_size=image_size),
                        env_factory=lambda **kw: _recording_env(**kw))
         bar = tqdm(total=len(plan), initial=counts["skipped"], unit="demo", disable=not progress)
