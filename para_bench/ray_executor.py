@@ -10,7 +10,8 @@ to whichever actor is free, so a slow node never holds up a fixed shard.
 An actor that dies (MuJoCo segfault, OOM, lost node) costs only its in-flight episode:
 that episode is retried once in a fresh actor (``MAX_ATTEMPTS`` in all), then recorded as
 an error; an episode over ``episode_timeout`` seconds has its actor killed and is
-recorded as an error. Actors run with this process's ``MUJOCO_GL`` (``runtime_env``);
+recorded as an error. Actors run with this process's ``MUJOCO_GL`` and one llvmpipe render
+thread, like local workers (``runtime_env``);
 para-bench must be installed on every node, and videos and reference trajectories are
 written by the actors to the same paths on their node (a shared filesystem on a
 multi-node cluster). Ray's own logs stay out of the terminal (``log_to_driver=False``,
@@ -106,7 +107,11 @@ def run_in_ray(todo: list[EpisodeSpec], config: Any, out_dir: Path,
 
     started_here = _init_ray(address, workers)
     remote_cls = ray.remote(num_cpus=1, max_restarts=0)(EpisodeActor)
-    options = {"runtime_env": {"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}}}
+    from para_bench.parallel import worker_environment
+
+    env_vars = {k: v for k, v in worker_environment().items()
+                if k in ("MUJOCO_GL", "LP_NUM_THREADS")}
+    options = {"runtime_env": {"env_vars": env_vars}}
     args = (asdict(config), str(out_dir), str(reference_root) if reference_root else None,
             env_factory)
     queue = list(enumerate(todo))
