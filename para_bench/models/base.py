@@ -68,7 +68,7 @@ class PolicyConfig:
     grid: int = 32
     n_window: int = 8
     stride: int = 2
-    n_exec: int = 4
+    n_exec: int = 8
     history: int = 1
     n_height_bins: int = 32
     n_gripper_bins: int = 8
