@@ -4,7 +4,8 @@
   the prediction grid) keeps fine position detail; a context path (further stride-2 convs
   to ``grid / 4`` and one transformer block over those tokens) gives every cell a view of
   the whole image, then is upsampled and added back.
-* ``dinov2:<local path>``: a HuggingFace ``Dinov2Model`` loaded from a local folder (never
+* ``dinov2:<local path>`` / ``dinov3:<local path>``: a HuggingFace DINOv2 or DINOv3 ViT
+  (``AutoModel``) loaded from a local folder (never
   downloaded), patch features reshaped to a map, 1x1 conv to ``dim``, resized to ``grid``.
 """
 
@@ -127,8 +128,8 @@ class CNNBackbone(nn.Module):
         return self.norm(self.fuse(add_coords(x)) + self.context(x))
 
 
-class Dinov2Backbone(nn.Module):
-    """A local HuggingFace DINOv2 checkpoint as a feature-map backbone.
+class DinoBackbone(nn.Module):
+    """A local HuggingFace DINOv2 / DINOv3 ViT checkpoint as a feature-map backbone.
 
     Args:
         path: local folder with ``config.json`` and weights (never downloaded).
@@ -141,14 +142,14 @@ class Dinov2Backbone(nn.Module):
     def __init__(self, path: str, image_size: int, grid: int, dim: int, freeze: bool) -> None:
         super().__init__()
         try:
-            from transformers import Dinov2Model
+            from transformers import AutoModel
         except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("the dinov2 backbone needs transformers: "
+            raise ImportError("the dinov2 / dinov3 backbones need transformers: "
                               "pip install transformers") from e
         try:
-            self.dino = Dinov2Model.from_pretrained(path, local_files_only=True)
+            self.dino = AutoModel.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as e:
-            raise ValueError(f"dinov2 backbone: no usable model in local folder {path!r} "
+            raise ValueError(f"dino backbone: no usable model in local folder {path!r} "
                              f"({str(e).splitlines()[0][:120]})") from None
         self.freeze = freeze
         if freeze:
@@ -177,7 +178,8 @@ class Dinov2Backbone(nn.Module):
 
 
 def build_backbone(config: PolicyConfig) -> nn.Module:
-    """The backbone named by ``config.backbone`` (``cnn`` or ``dinov2:<local path>``)."""
+    """The backbone named by ``config.backbone``: ``cnn``, ``dinov2:<local path>`` or
+    ``dinov3:<local path>``."""
     c = config
     if c.backbone == "cnn":
         net: nn.Module = CNNBackbone(c.image_size, c.grid, c.dim,
@@ -185,7 +187,8 @@ def build_backbone(config: PolicyConfig) -> nn.Module:
         if c.freeze_backbone:
             net.requires_grad_(False)
         return net
-    if c.backbone.startswith("dinov2:"):
-        return Dinov2Backbone(c.backbone.split(":", 1)[1], c.image_size, c.grid, c.dim,
+    if c.backbone.startswith(("dinov2:", "dinov3:")):
+        return DinoBackbone(c.backbone.split(":", 1)[1], c.image_size, c.grid, c.dim,
                               c.freeze_backbone)
-    raise ValueError(f"unknown backbone {c.backbone!r} (use 'cnn' or 'dinov2:<local path>')")
+    raise ValueError(f"unknown backbone {c.backbone!r} (use 'cnn', 'dinov2:<local path>' or "
+                     "'dinov3:<local path>')")

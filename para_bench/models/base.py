@@ -57,7 +57,8 @@ class PolicyConfig:
         n_exec: predicted steps executed before the agent looks again.
         history: C, frames of context (1 = the current frame only).
         n_height_bins, n_gripper_bins, n_rot_bins: discretisation of height, gripper, rotation.
-        backbone: ``cnn`` (small CNN trained from scratch) or ``dinov2:<local path>``.
+        backbone: ``cnn`` (small CNN trained from scratch), ``dinov2:<local path>`` or
+            ``dinov3:<local path>`` (HuggingFace weights in a local folder).
         freeze_backbone: keep the backbone's weights fixed (pretrained backbones).
         dim: feature width.
         train_steps: default optimisation steps of ``para-bench train`` (the default recipe:
