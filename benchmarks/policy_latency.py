@@ -27,17 +27,12 @@ POLICIES = ("para", "ar", "voxel_abs", "voxel_rel", "act")
 
 
 def _synthetic_obs(rng: np.random.Generator) -> dict:
-    from para_bench.envs.camera import intrinsics_from_fovy, mujoco_to_opencv
+    from para_bench.envs.camera import intrinsics_from_fovy, look_at
 
-    pos = np.array([1.0, 0.0, 1.6])
-    fwd = np.array([0.0, 0.0, 0.9]) - pos
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    xmat = np.stack([right, np.cross(right, fwd), -fwd], axis=1)
     return {"rgb": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8),
             "intrinsics": intrinsics_from_fovy(45.0, 128, 128),
-            "extrinsics": mujoco_to_opencv(pos, xmat), "eef_pos": np.array([0.0, 0.0, 1.1]),
+            "extrinsics": look_at([1.0, 0.0, 1.6], [0.0, 0.0, 0.9]),
+            "eef_pos": np.array([0.0, 0.0, 1.1]),
             "eef_quat_xyzw": np.array([1.0, 0.0, 0.0, 0.0]),
             "gripper_qpos": np.array([0.04, -0.04])}
 

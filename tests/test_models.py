@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from para_bench.envs.camera import intrinsics_from_fovy
+from para_bench.envs.camera import intrinsics_from_fovy, look_at
 from para_bench.models import geometry
 from para_bench.models.base import PolicyModel, add_bin_targets
 from para_bench.models.stats import DatasetStats
@@ -31,19 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def look_at(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World -> camera (OpenCV axes) for a camera at ``pos`` looking at ``target``."""
-    fwd = (target - pos) / np.linalg.norm(target - pos)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    r = np.stack([right, down, fwd], 1)  # camera -> world
-    w2c = np.eye(4)
-    w2c[:3, :3] = r.T
-    w2c[:3, 3] = -r.T @ pos
-    return w2c
 
 
 def make_stats() -> DatasetStats:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from para_bench.agents.model_agent import interpolate_path
-from para_bench.envs.camera import intrinsics_from_fovy, mujoco_to_opencv, project
+from para_bench.envs.camera import intrinsics_from_fovy, look_at, project
 from para_bench.models.base import PolicyConfig, add_bin_targets
 from para_bench.models.checkpoint import CheckpointError, read_checkpoint
 from para_bench.models.stats import DatasetStats
@@ -19,14 +19,7 @@ S = 32
 
 def _camera():
     # looking down at the table from above and in front, like LIBERO's agent view
-    pos = np.array([1.0, 0.0, 1.6])
-    fwd = np.array([0.0, 0.0, 0.9]) - pos
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    up = np.cross(right, fwd)
-    xmat = np.stack([right, up, -fwd], axis=1)  # MuJoCo camera axes in world
-    return intrinsics_from_fovy(45.0, S, S), mujoco_to_opencv(pos, xmat)
+    return intrinsics_from_fovy(45.0, S, S), look_at([1.0, 0.0, 1.6], [0.0, 0.0, 0.9])
 
 
 def _demo_arrays(t: int, rng: np.random.Generator):

@@ -36,6 +36,21 @@ def mujoco_to_opencv(cam_pos: np.ndarray, cam_xmat: np.ndarray) -> np.ndarray:
     return w2c
 
 
+def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """4x4 world -> camera (OpenCV axes) for a camera at ``position`` looking at ``target``,
+    image x along the horizontal (for synthetic views in tests and benchmarks)."""
+    pos = np.asarray(position, dtype=np.float64)
+    fwd = np.asarray(target, dtype=np.float64) - pos
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    r = np.stack([right, np.cross(fwd, right), fwd], 1)  # camera -> world: x right, y down
+    w2c = np.eye(4)
+    w2c[:3, :3] = r.T
+    w2c[:3, 3] = -r.T @ pos
+    return w2c
+
+
 def project(points: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray) -> tuple:
     """Projects world points (N, 3) to pixels.
 
