@@ -25,10 +25,13 @@ class ARConfig(PolicyConfig):
         height_weight: weight of the height cross-entropy in the loss.
         gripper_weight: weight of the gripper cross-entropy in the loss.
         rot_weight: weight of the rotation cross-entropy in the loss.
+        n_exec: 4 (the measured recipe): the agent looks every ``stride * n_exec`` control
+            steps, which is also the spacing of the history frames it was trained on.
     """
 
     dim: int = 64
     history: int = 2
+    n_exec: int = 4
     history_grad: bool = False
     token_grid: int = 8
     layers: int = 3
