@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from para_bench.errors import StartupError
+from para_bench.models.zoo import MODELS
 
 CONTROL_MODES = ("delta", "servo", "teleport")
-POLICY_NAMES = ("para", "ar", "voxel_abs", "voxel_rel", "act")
+POLICY_NAMES = tuple(MODELS)
 
 
 class UsageError(ValueError):
@@ -138,7 +139,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from para_bench.envs.tasks import parse_task
     from para_bench.registry import AGENTS
     from para_bench.results.tables import format_table, records_frame, summary_table
     from para_bench.runner import RunConfig, run_plan
@@ -148,11 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if hasattr(factory, "check_checkpoint"):  # model agents: missing / wrong checkpoint
         factory.check_checkpoint(args.checkpoint)
     suite = get_suite(args.suite)
-    tasks = None
-    if args.tasks:
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        for t in tasks:
-            parse_task(t)
+    tasks = _task_list(args.tasks)
     if args.video not in ("none", "all", "failures") and not args.video.isdigit():
         raise UsageError(f"--video must be none, all, failures or a number, got {args.video!r}")
     if not args.action_scale > 0:
@@ -190,15 +186,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_collect(args: argparse.Namespace) -> int:
+def _task_list(text: str | None) -> list[str] | None:
+    """``--tasks`` as a list of validated ``benchmark/task_id`` items (None: the suite's)."""
     from para_bench.envs.tasks import parse_task
+
+    if not text:
+        return None
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    for t in tasks:
+        parse_task(t)
+    return tasks
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
     from para_bench.suites import get_suite
     from para_bench.training.collect import collect
 
     suite = get_suite(args.suite)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    for t in tasks or []:
-        parse_task(t)
+    tasks = _task_list(args.tasks)
     plan = suite.plan(args.split, tasks=tasks, episodes=args.episodes, seed=args.seed)
     print(f"para-bench: oracle demos on {suite.name}/{args.split}: {len(plan)} episodes -> "
           f"{args.out}", file=sys.stderr)

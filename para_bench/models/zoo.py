@@ -1,10 +1,13 @@
-"""Names of the learned policies -> their classes (imported lazily)."""
+"""Names of the learned policies -> their classes (imported lazily: importing this module
+does not import torch, so the CLI can list the names cheaply)."""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from para_bench.models.base import PolicyModel
+if TYPE_CHECKING:
+    from para_bench.models.base import PolicyModel
 
 #: policy name -> ``"module:Class"``; each class carries ``name`` and ``config_class``.
 MODELS: dict[str, str] = {
