@@ -1,4 +1,4 @@
-"""``para-bench``: list, run, collect, train, table, plot, compare.
+"""``para-bench``: list, run, collect, train, table, plot, compare, experiment.
 
 Bad input prints one line (``para-bench: error: ...``) and exits with code 2; set
 ``PARA_BENCH_DEBUG=1`` for full tracebacks.
@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("paths", nargs="+")
     cmp_.add_argument("--a", required=True, help="agent A")
     cmp_.add_argument("--b", required=True, help="agent B")
+
+    from para_bench.experiment.command import add_parser as add_experiment_parser
+
+    add_experiment_parser(sub)
     return p
 
 
@@ -307,8 +311,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from para_bench.experiment.command import cmd_experiment as run
+
+    return run(args)
+
+
 COMMANDS = {"list": cmd_list, "run": cmd_run, "collect": cmd_collect, "train": cmd_train,
-            "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare}
+            "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare,
+            "experiment": cmd_experiment}
 
 
 def main(argv: list[str] | None = None) -> int:

