@@ -60,8 +60,10 @@ def _now_iso() -> str:
 
 
 def needed_stages(stages: list[Stage], states: dict[str, str]) -> set[str]:
-    """Stages to run: those not done, and lost ones whose output a stage to run reads."""
-    need = {s.name for s in stages if states[s.name] == "todo"}
+    """Stages to run: those not done, lost evaluations (their records are the result), and
+    lost demos / checkpoints that a stage to run reads."""
+    need = {s.name for s in stages if states[s.name] == "todo" or
+            (states[s.name] == "lost" and s.kind == "evaluate")}
     for s in reversed(stages):  # dependants come after their dependencies
         if s.name in need:
             need.update(d for d in s.deps if states[d] != "done")

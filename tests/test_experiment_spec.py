@@ -1,0 +1,169 @@
+"""Experiment files: validation (one line, exit 2, nothing run) and stage keys."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from para_bench.cli import main
+from para_bench.experiment.spec import ExperimentError, load_experiment, parse_experiment
+from para_bench.experiment.stages import expand
+from tests.conftest import ROOT
+
+SMOKE = ROOT / "experiments" / "smoke.toml"
+BASE = {
+    "name": "t", "tasks": ["libero_spatial/0"], "agents": ["para", "act"],
+    "baselines": ["oracle"], "settings": ["in_dist", "pos_ood"], "demos": [10, 25],
+    "train_seeds": [0, 1], "episodes": 4,
+    "train": {"steps": 10, "para": {"dim": 32}}, "eval": {"max_steps": 50},
+}
+
+
+def _keys(data: dict) -> dict[str, str]:
+    return {s.name: s.key for s in expand(parse_experiment(data))}
+
+
+def _changed(a: dict, b: dict) -> set[str]:
+    ka, kb = _keys(a), _keys(b)
+    assert ka.keys() == kb.keys()
+    return {name for name in ka if ka[name] != kb[name]}
+
+
+def test_shipped_experiment_files_are_valid():
+    for path in sorted((ROOT / "experiments").glob("*.toml")):
+        spec = load_experiment(path)
+        assert expand(spec), path
+    matrix = load_experiment(ROOT / "experiments" / "para_matrix.toml")
+    assert matrix.agents == ("para", "ar", "voxel_abs", "voxel_rel", "act")
+    assert matrix.baselines == ("oracle", "noop")
+    assert {s: e["episodes"] for s, e in matrix.eval.items()} == \
+        {"in_dist": 50, "viewpoint_ood": 48, "pos_ood": 40}
+
+
+def test_changing_one_agents_training_option_invalidates_only_its_stages():
+    b = copy.deepcopy(BASE)
+    b["train"]["para"]["dim"] = 48
+    changed = _changed(BASE, b)
+    assert changed and all(" para " in n and n.split()[0] in ("train", "eval") for n in changed)
+    # every para train and eval stage changed (2 settings x 2 demos x 2 seeds, each x2)
+    assert len(changed) == 16
+    b = copy.deepcopy(BASE)
+    b["train"]["steps"] = 11  # common option: every agent's train + eval, no demos, no baseline
+    changed = _changed(BASE, b)
+    assert len(changed) == 32 and not any("oracle" in n or n.startswith("demos") for n in changed)
+
+
+def test_changing_eval_settings_invalidates_only_evaluations():
+    b = copy.deepcopy(BASE)
+    b["eval"]["max_steps"] = 60
+    changed = _changed(BASE, b)
+    assert changed == {n for n in _keys(BASE) if n.startswith("eval")}
+    b = copy.deepcopy(BASE)
+    b["eval"]["pos_ood"] = {"episodes": 5}  # one setting only
+    changed = _changed(BASE, b)
+    assert changed == {n for n in _keys(BASE) if n.startswith("eval") and "pos_ood/" in n}
+    b = copy.deepcopy(BASE)
+    b["eval"]["heldout_episodes"] = 3  # no held-out split yet: nothing changes
+    assert not _changed(BASE, b)
+
+
+def test_collection_and_seed_changes_reach_exactly_their_dependants():
+    b = copy.deepcopy(BASE)
+    b["collect"] = {"image_size": 64}
+    assert _changed(BASE, b) == {n for n in _keys(BASE) if not n.startswith("eval oracle")}
+    b = copy.deepcopy(BASE)
+    b["train_seeds"] = [0, 1, 2]  # adds stages, changes none of the old ones
+    ka, kb = _keys(BASE), _keys(b)
+    assert all(kb[n] == k for n, k in ka.items()) and len(kb) > len(ka)
+
+
+def test_a_subset_of_demos_has_the_key_of_a_direct_collection():
+    sweep = {s.name: s for s in expand(parse_experiment(BASE))}
+    direct = {s.name: s for s in expand(parse_experiment({**BASE, "demos": [10]}))}
+    name = "demos in_dist d10 c0"
+    assert sweep[name].kind == "subset" and direct[name].kind == "collect"
+    assert sweep[name].key == direct[name].key and sweep[name].output == direct[name].output
+
+
+def test_plan_of_fewer_episodes_is_a_prefix():
+    """What makes a demos subset equal to a direct collection."""
+    from para_bench.suites import get_suite
+
+    for name in ("in_dist", "pos_ood", "viewpoint_ood"):
+        suite = get_suite(name)
+        long = [s.episode_id for s in suite.plan("train", episodes=25, seed=3)]
+        short = [s.episode_id for s in suite.plan("train", episodes=10, seed=3)]
+        assert short == long[:10]
+
+
+def test_output_paths_carry_the_key_and_never_collide():
+    stages = expand(parse_experiment(BASE))
+    outputs = [s.output for s in stages]
+    assert len(set(outputs)) == len(outputs)
+    assert all(s.key in s.output and s.key in s.log for s in stages)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = SMOKE.read_text()
+BAD = [
+    (GOOD + "\nbogus = 1\n", "unknown key 'bogus'"),
+    (GOOD.replace('agents = ["para"]', 'agents = ["parra"]'), "unknown agent 'parra'"),
+    (GOOD.replace('baselines = ["noop"]', 'baselines = ["nope"]'), "unknown agent 'nope'"),
+    (GOOD.replace('baselines = ["noop"]', 'baselines = ["act"]'), "needs a checkpoint"),
+    (GOOD.replace('settings = ["in_dist", "pos_ood"]', 'settings = ["in_dist", "posood"]'),
+     "unknown suite 'posood'"),
+    (GOOD.replace('settings = ["in_dist", "pos_ood"]', 'settings = ["viewpoint_sweep"]'),
+     "suite viewpoint_sweep has no 'train' split"),
+    (GOOD.replace("episodes = 2", "episodes = -3"), "episodes must be >= 1, got -3"),
+    (GOOD.replace("demos = [2]", "demos = [0]"), "demos must be >= 1, got 0"),
+    (GOOD.replace("train_seeds = [0]", "train_seeds = [-1]"), "train_seeds must be >= 0"),
+    (GOOD.replace("episodes = 2", 'episodes = "two"'), "episodes must be int"),
+    (GOOD.replace("steps = 20", "steps = 2.5"), "steps must be int"),
+    (GOOD.replace("dim = 32", "dimm = 32"), "unknown option 'dimm' for para"),
+    (GOOD.replace("dim = 32", 'dim = "big"'), "dim must be int"),
+    (GOOD.replace("coverage = false", "coverage = 0"), "coverage must be bool"),
+    (GOOD.replace("max_steps = 40", "max_steps = 0"), "max_steps must be > 0"),
+    (GOOD + "\n[eval.viewpoint_ood]\nepisodes = 3\n", "'viewpoint_ood' is not one of"),
+    (GOOD + "\n[train.act]\nsteps = 3\n", "'act' is not one of this experiment's agents"),
+    (GOOD.replace('tasks = ["libero_spatial/0"]', 'tasks = ["libero_spatial/99"]'),
+     "unknown task libero_spatial/99"),
+    (GOOD.replace('agents = ["para"]', 'agents = "para"'), "agents must be a list"),
+    ("name = [", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "needle"), BAD, ids=[n for _, n in BAD])
+def test_malformed_file_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, text, needle):
+    assert load_experiment(SMOKE)  # the shipped smoke file is the well-formed reference
+    out = tmp_path / "out"
+    code = main(["experiment", "run", str(_write(tmp_path, text)), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("para-bench: error: "), err
+    assert needle in err[0], err[0]
+    assert not out.exists()  # nothing ran
+
+
+def test_bad_flags_and_missing_file(tmp_path, capsys):
+    for args, needle in [
+        (["experiment", "run", str(tmp_path / "none.toml")], "No such file"),
+        (["experiment", "run", str(SMOKE), "--train-gpus", "1"], "need --executor ray"),
+        (["experiment", "report", str(SMOKE), "--out", str(tmp_path / "x")], "no such "
+                                                                               "experiment"),
+    ]:
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+
+
+def test_parse_errors_are_experiment_errors():
+    with pytest.raises(ExperimentError, match="nothing to evaluate"):
+        parse_experiment({**BASE, "agents": [], "baselines": []})
+    with pytest.raises(ExperimentError, match="lists 'para' twice"):
+        parse_experiment({**BASE, "agents": ["para", "para"]})
