@@ -8,7 +8,7 @@ ETA: a stage's expected duration is the mean time per unit (demo, training step,
 of finished stages of the same kind (and agent, for trainings; learned vs baseline, for
 evaluations), times its units; a running stage's remaining time is extrapolated from its
 own progress once it is 5% through. The total is the remaining work divided by the jobs,
-so read it as an estimate.
+but never less than the longest stage left: read it as an estimate.
 """
 
 from __future__ import annotations
@@ -144,10 +144,12 @@ def summary_line(name: str, views: list[StageView], jobs: int) -> str:
     if rebuilt:
         parts.append(f"{rebuilt} rebuilt")
     rem = remaining_seconds(views)
-    if any(v is None for v in rem.values()):
-        eta = "ETA: after the first stage of each kind finishes" if rem else "finished"
-    else:
-        eta = f"ETA ~{fmt_seconds(sum(rem.values()) / max(1, jobs))}" if rem else "finished"
+    if not rem:
+        eta = "finished"
+    elif any(v is None for v in rem.values()):
+        eta = "ETA: once a stage of each kind has finished"
+    else:  # the work spread over the slots, but never less than the longest stage left
+        eta = f"ETA ~{fmt_seconds(max(sum(rem.values()) / max(1, jobs), *rem.values()))}"
     return f"{name}: {len(views)} stages: {', '.join(parts)}; {eta}"
 
 

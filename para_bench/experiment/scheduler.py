@@ -368,7 +368,11 @@ class Scheduler:
         finally:
             for run in list(self.running.values()):
                 run.launch.kill()
+                self.book.clear_running(run.stage)
             self._clear()
+        if self.opts.live:
+            views = [self.views[s.name] for s in self.stages]
+            print(summary_line(self.spec.name, views, self.opts.jobs), flush=True)
         left = [s.name for s in self.stages if self.views[s.name].state != "done"]
         return 0 if not left else 1
 
