@@ -167,3 +167,33 @@ def test_parse_errors_are_experiment_errors():
         parse_experiment({**BASE, "agents": [], "baselines": []})
     with pytest.raises(ExperimentError, match="lists 'para' twice"):
         parse_experiment({**BASE, "agents": ["para", "para"]})
+
+
+def test_subset_keeps_the_first_episodes_in_order(tmp_path):
+    """A demos subset holds exactly the demos a direct collection of n would keep."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    from para_bench.experiment.subset import subset_demos
+    from para_bench.suites import get_suite
+
+    plan = get_suite("pos_ood").plan("train", episodes=6)
+    src, dst = tmp_path / "all.hdf5", tmp_path / "sub.hdf5"
+    failed = [plan[1].episode_id, plan[5].episode_id]  # the oracle failed these
+    with h5py.File(src, "w") as f:
+        data = f.create_group("data")
+        data.attrs.update({"suite": "pos_ood", "failed_episode_ids": json.dumps(failed)})
+        for i, spec in enumerate(s for s in plan if s.episode_id not in failed):
+            g = data.create_group(f"demo_{i}")
+            g.attrs.update({"episode_id": spec.episode_id, "num_samples": 10 + i})
+            g.create_dataset("actions", data=np.full((10 + i, 7), i, dtype=np.float64))
+    n = subset_demos(src, dst, [s.episode_id for s in plan[:4]])
+    with h5py.File(dst) as f:
+        data = f["data"]
+        ids = [data[f"demo_{i}"].attrs["episode_id"] for i in range(len(data))]
+        assert n == 3 and ids == [plan[i].episode_id for i in (0, 2, 3)]
+        assert data["demo_1"]["actions"][0, 0] == 1  # copied, in order, renumbered
+        assert json.loads(data.attrs["failed_episode_ids"]) == [plan[1].episode_id]
+        assert data.attrs["total"] == 10 + 11 + 12 and data.attrs["suite"] == "pos_ood"

@@ -143,16 +143,18 @@ class Scheduler:
         out = self.root / stage.output
         if self.views[stage.name].state == "lost" and out.exists():
             self._set_aside(out, "altered")
-        if stage.kind == "evaluate" and (out / "episodes.jsonl").is_file() and stage.deps:
-            from para_bench.runner import checkpoint_sha
+        if stage.kind == "evaluate" and out.is_dir():
+            from para_bench.results.store import RunStore
 
-            ckpt = self.by_name[stage.deps[0]].output
-            sha = checkpoint_sha(str(self.root / ckpt))
-            with open(out / "episodes.jsonl") as f:
-                seen = {json.loads(line).get("checkpoint_sha") for line in f
-                        if line.strip().startswith("{") and line.strip().endswith("}")}
-            if seen - {sha}:  # records of another checkpoint (a rebuilt, different one)
-                self._set_aside(out, "other-checkpoint")
+            records = RunStore(out).records()
+            if not records:  # nothing to resume: start clean (no manifest of another run)
+                shutil.rmtree(out)
+            elif stage.deps:
+                from para_bench.runner import checkpoint_sha
+
+                sha = checkpoint_sha(str(self.root / self.by_name[stage.deps[0]].output))
+                if {r.checkpoint_sha for r in records} - {sha}:  # of a rebuilt checkpoint
+                    self._set_aside(out, "other-checkpoint")
         if stage.kind in ("collect", "subset"):
             self._check_partial_hdf5(self.root / stage.work)
 
