@@ -197,3 +197,19 @@ def test_subset_keeps_the_first_episodes_in_order(tmp_path):
         assert data["demo_1"]["actions"][0, 0] == 1  # copied, in order, renumbered
         assert json.loads(data.attrs["failed_episode_ids"]) == [plan[1].episode_id]
         assert data.attrs["total"] == 10 + 11 + 12 and data.attrs["suite"] == "pos_ood"
+
+
+def test_train_keys_cover_the_resolved_recipe():
+    """Keys hash the config and steps a training will use, defaults included: writing a
+    default explicitly changes nothing, and a changed default would change the key."""
+    from para_bench.agents.para.configuration import ParaConfig
+
+    explicit = copy.deepcopy(BASE)
+    explicit["train"] = {"para": {"dim": 32, "head_layers": ParaConfig.head_layers},
+                         "act": {}, "steps": 10}
+    assert not _changed(BASE, explicit)
+    stages = {s.name: s for s in expand(parse_experiment({**BASE, "train": {}}))}
+    para = stages["train para pos_ood d10 s0"]
+    assert para.material["options"]["steps"] == ParaConfig.train_steps
+    assert para.material["config"]["head_layers"] == ParaConfig.head_layers
+    assert para.argv[para.argv.index("--steps") + 1] == str(ParaConfig.train_steps)

@@ -43,15 +43,8 @@ def units(stage: Stage) -> float:
     if stage.kind in ("collect", "subset"):
         return float(stage.meta["demos"])
     if stage.kind == "train":
-        steps = stage.material["options"].get("steps")
-        return float(steps or _default_steps(stage.meta["agent"]))
+        return float(stage.material["options"]["steps"])
     return float(stage.meta["episodes"])
-
-
-def _default_steps(agent: str) -> int:
-    from para_bench.experiment.spec import _config_fields
-
-    return int(_config_fields(agent)["train_steps"])
 
 
 def _group(stage: Stage) -> tuple:

@@ -230,6 +230,10 @@ class _Report:
             v = inv[-1].get("versions", {})
             out.append("- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) +
                        f"; python {inv[-1].get('python')}; {inv[-1].get('platform')}")
+        shas = sorted({str(m.get("git_sha")) for m in self.markers.values() if m})
+        if len(shas) > 1:
+            out.append(f"- stages were built by {len(shas)} code versions (git "
+                       f"{', '.join(x[:10] for x in shas)}): see the git column below")
         out.extend(f"- note: {n}" for n in self.spec.notes)
         return out
 
@@ -238,20 +242,20 @@ class _Report:
         for s in self.stages:
             m = self.markers[s.name]
             if m is None:
-                rows.append([s.name, "not done", "-", "-", "-"])
+                rows.append([s.name, "not done", "-", "-", "-", "-"])
                 continue
             total += (m.get("duration_s") or 0) + (m.get("earlier_attempts_s") or 0)
             earlier = m.get("earlier_attempts_s") or 0
             dur = fmt_seconds(m.get("duration_s")) + \
                 (f" (+{fmt_seconds(earlier)} interrupted)" if earlier else "")
             rows.append([s.name, dur, str(m.get("attempts", 1)), str(m.get("finished")),
-                         "yes" if m.get("rebuilt") else ""])
+                         str(m.get("git_sha") or "-")[:10], "yes" if m.get("rebuilt") else ""])
             for r in m.get("rebuilt", []):
                 same = "identical content" if r.get("identical_content") else "DIFFERENT content"
                 byte = "identical bytes" if r.get("identical_bytes") else "bytes differ"
                 rebuilt.append(f"- `{s.name}`: output lost, rebuilt {r.get('at')}: {same}, "
                                f"{byte}")
-        table = _table(["stage", "wall time", "attempts", "finished", "rebuilt"], rows)
+        table = _table(["stage", "wall time", "attempts", "finished", "git", "rebuilt"], rows)
         return table + f"\nSum of stage times: {fmt_seconds(total)}.\n", rebuilt
 
     # -- assembly ------------------------------------------------------------------------------

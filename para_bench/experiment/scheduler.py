@@ -114,6 +114,9 @@ class Scheduler:
         self.views: dict[str, StageView] = {}
         self._last_print = 0.0
         self._drawn = 0
+        from para_bench.runner import _git_sha
+
+        self.git_sha = _git_sha()
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -282,7 +285,8 @@ class Scheduler:
                     "duration_s": round(now - run.started, 1),
                     "earlier_attempts_s": round(run.earlier_s, 1), "attempts": run.attempt,
                     "command": stage.argv, "log": stage.log, "slots": run.slots,
-                    "executor": self.opts.executor, "host": platform.node()}
+                    "executor": self.opts.executor, "host": platform.node(),
+                    "git_sha": self.git_sha}
             marker = self.book.write_done(stage, info)
             self.book.clear_running(stage)
             v.state, v.duration_s = "done", info["duration_s"]

@@ -8,13 +8,19 @@ Stage kinds and what their key covers (a sha256 of the JSON of these, 16 hex dig
   episodes of the largest collection (the plan of ``n`` episodes is a prefix of the plan
   of ``N``), with the key a direct collection of ``n`` would have.
 - ``train`` -- one checkpoint per (agent, setting, demos, train seed): the agent, its merged
-  ``[train]`` options (trainer options and model config overrides), the demos stage's key,
-  the seed and the device.
+  ``[train]`` options (trainer options and model config overrides), the model config it
+  resolves to (the model's defaults included, so a changed default recipe retrains), the
+  number of steps, the demos stage's key, the seed and the device.
 - ``evaluate`` -- one run folder per (checkpoint or baseline, split): the train stage's key
   (or the baseline's name), the plan (suite, version, split, tasks, episodes, eval seed:
   ``plan_hash``) and every ``[eval]`` setting that can change an outcome. Each learned cell
   has a ``test`` stage and, where the suite has one, a ``heldout`` stage on the
   ``heldout_split`` (held-out scenes of its own training distribution).
+
+Code changes that show in none of these (the oracle's behaviour, the training loop, a
+model's architecture behind an unchanged config) need :data:`KEY_VERSION` bumped or a new
+experiment folder; every done marker records the git sha that built it, and the report
+says when stages come from several code versions.
 
 Changing one agent's training options changes only its train and evaluate keys; changing
 ``[eval]`` settings only evaluate keys. Every output path carries its key, so a folder or
@@ -142,13 +148,24 @@ def _demos_stages(spec: ExperimentSpec, setting: str) -> dict[int, Stage]:
     return out
 
 
+def resolved_config(agent: str, overrides: dict[str, Any], image_size: int) -> dict[str, Any]:
+    """The model config a training will use: the model's defaults, the file's overrides,
+    and the demos' image size unless overridden (as ``para-bench train`` does)."""
+    from para_bench.models.zoo import load_model_class
+
+    cls = load_model_class(agent).config_class
+    return cls.from_dict({"image_size": image_size, **overrides}).to_dict()
+
+
 def _train_stage(spec: ExperimentSpec, agent: str, setting: str, demos: Stage, seed: int,
                  device: str | None) -> Stage:
     opts = dict(spec.train[agent])
     if device:
         opts["device"] = device
+    config = resolved_config(agent, opts["set"], spec.collect["image_size"])
+    opts["steps"] = opts["steps"] or config["train_steps"]  # a changed default changes the key
     material = {"kind": "train", "agent": agent, "demos": demos.key, "seed": seed,
-                "options": opts}
+                "options": {k: v for k, v in opts.items() if k != "set"}, "config": config}
     key = stage_key(material)
     n = demos.meta["demos"]
     name = f"train {agent} {_label(setting)} d{n} s{seed}"
@@ -156,9 +173,7 @@ def _train_stage(spec: ExperimentSpec, agent: str, setting: str, demos: Stage, s
     output, work = f"checkpoints/{stem}.{key}.pt", f"checkpoints/.partial/{stem}.{key}.pt"
     argv = ["para-bench", "train", "--agent", agent, "--data", demos.output, "--out", work,
             "--seed", str(seed), "--threads", "1", "--batch-size", str(opts["batch_size"]),
-            "--lr", repr(opts["lr"]), "--device", opts["device"]]
-    if opts["steps"] is not None:
-        argv += ["--steps", str(opts["steps"])]
+            "--lr", repr(opts["lr"]), "--device", opts["device"], "--steps", str(opts["steps"])]
     if opts["max_minutes"] is not None:
         argv += ["--max-minutes", repr(opts["max_minutes"])]
     for k, v in opts["set"].items():
