@@ -72,7 +72,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             raise ValueError(INSTALL_HINT)
     from para_bench.experiment.scheduler import RunOptions, run_experiment
 
-    jobs = args.jobs or os.cpu_count() or 1
+    # on Ray without --jobs: the cluster's CPUs (known once connected)
+    jobs = args.jobs or (0 if args.executor == "ray" else os.cpu_count() or 1)
     opts = RunOptions(jobs=jobs, executor=args.executor, train_gpus=args.train_gpus,
                       ray_address=args.ray_address, live=not args.quiet)
     for note in spec.notes:
@@ -86,14 +87,16 @@ def _status(spec, stages, out: Path, jobs: int) -> int:
     from para_bench.experiment.state import StageBook
 
     book = StageBook(out)
-    views = stage_views(stages, book)
-    print("\n".join(render(spec.name, views, jobs, every_stage=True)))
+    lines = render(spec.name, stage_views(stages, book), jobs, every_stage=True)
     keys = {s.key for s in stages}
     stale = [m for m in book.all_markers() if m.get("key") not in keys]
     if stale:
-        print(f"({len(stale)} done stage(s) in {out} belong to other settings of this file; "
-              "they are kept, not used)")
-    print(f"folder: {out}" + ("" if out.is_dir() else " (not started)"))
-    for note in spec.notes:
-        print(f"note: {note}")
+        lines.append(f"({len(stale)} done stage(s) in {out} belong to other settings of this "
+                     "file; they are kept, not used)")
+    lines.append(f"folder: {out}" + ("" if out.is_dir() else " (not started)"))
+    lines += [f"note: {note}" for note in spec.notes]
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # `status | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -45,8 +45,9 @@ HEARTBEAT_S = 30.0
 
 @dataclass
 class RunOptions:
-    """How to run: ``jobs`` slots, ``executor`` (``local`` or ``ray``), GPUs per training
-    on Ray, the Ray address, and whether to draw the live view."""
+    """How to run: ``jobs`` slots (0 on Ray: the cluster's CPUs), ``executor`` (``local``
+    or ``ray``), GPUs per training on Ray, the Ray address, and whether to draw the live
+    view."""
 
     jobs: int
     executor: str = "local"
@@ -112,7 +113,7 @@ class Scheduler:
         self.failed: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
         self.views: dict[str, StageView] = {}
-        self._last_print = 0.0
+        self._last_print = time.time()
         self._drawn = 0
         from para_bench.runner import _git_sha
 
@@ -450,6 +451,7 @@ def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
             shutil.copyfile(spec.path, root / "experiment.toml")
         if opts.executor == "ray":
             _init_ray(opts)
+        inv["jobs"] = opts.jobs
         sched = Scheduler(spec, stages, root, opts)
 
         def _terminate(signum: int, frame: Any) -> None:
@@ -467,6 +469,10 @@ def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
         from para_bench.experiment.report import write_report
 
         report = write_report(spec, stages, root)
+        if opts.live:  # the answer, in the terminal: the matrix section of the report
+            text = report.read_text()
+            print(text[text.index("## Success matrix"):].split("\n\n###")[0].split(
+                "\n*Quoted")[0].rstrip() + "\n")
         if sched.failed:
             for name, why in sched.failed.items():
                 print(f"para-bench: stage failed: {name}: {why}; see "
@@ -476,9 +482,16 @@ def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
 
 
 def _init_ray(opts: RunOptions) -> None:
+    """Joins the cluster (or starts a local instance); ``jobs`` 0 becomes its CPU count."""
+    import logging
+
     import ray
 
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": opts.ray_address} if opts.ray_address else \
-            {"num_cpus": opts.jobs, **({"num_gpus": 0} if not opts.train_gpus else {})}
-        ray.init(log_to_driver=False, include_dashboard=False, **kwargs)
+        kwargs: dict[str, Any] = {"address": opts.ray_address} if opts.ray_address else {
+            **({"num_cpus": opts.jobs} if opts.jobs else {}),
+            **({"num_gpus": 0} if not opts.train_gpus else {})}
+        ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR,
+                 **kwargs)
+    if not opts.jobs:
+        opts.jobs = max(1, int(ray.cluster_resources().get("CPU", 1)))
