@@ -70,7 +70,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         if not ray_available():
             raise ValueError(INSTALL_HINT)
-    from para_bench.experiment.scheduler import RunOptions, run_experiment
+    from para_bench.experiment.run import run_experiment
+    from para_bench.experiment.scheduler import RunOptions
 
     # on Ray without --jobs: the cluster's CPUs (known once connected)
     jobs = args.jobs or (0 if args.executor == "ray" else os.cpu_count() or 1)

@@ -20,7 +20,7 @@ import numpy as np
 from para_bench.metrics import wilson_interval
 
 if TYPE_CHECKING:
-    from para_bench.experiment.report import _Report
+    from para_bench.experiment.report import Report
 
 __all__ = ["PERTURBATION_KEYS", "write_figures"]
 
@@ -44,7 +44,7 @@ def _save(fig, path: Path) -> str:
     return str(path)
 
 
-def matrix_png(r: _Report, path: Path) -> str:
+def matrix_png(r: Report, path: Path) -> str:
     plt = _plt()
     demos, settings, rows = r.spec.demos, r.spec.settings, r.rows
     fig, axes = plt.subplots(1, len(demos), squeeze=False,
@@ -69,7 +69,7 @@ def matrix_png(r: _Report, path: Path) -> str:
     return _save(fig, path)
 
 
-def bars_png(r: _Report, path: Path) -> str:
+def bars_png(r: Report, path: Path) -> str:
     plt = _plt()
     d = max(r.spec.demos)
     settings, rows = r.spec.settings, r.rows
@@ -94,7 +94,7 @@ def bars_png(r: _Report, path: Path) -> str:
     return _save(fig, path)
 
 
-def perturbation_png(r: _Report, path: Path) -> str | None:
+def perturbation_png(r: Report, path: Path) -> str | None:
     plt = _plt()
     d = max(r.spec.demos)
     df = r.df[(r.df["role"] == "test")] if len(r.df) else r.df
@@ -136,14 +136,12 @@ def perturbation_png(r: _Report, path: Path) -> str | None:
     return _save(fig, path)
 
 
-def training_png(r: _Report, path: Path) -> str | None:
-    from para_bench.experiment.report import training_summary
-
+def training_png(r: Report, path: Path) -> str | None:
     plt = _plt()
     curves: dict[str, list] = {}
     for s in r.stages:
         if s.kind == "train":
-            info = training_summary(r.root, s)
+            info = r.book.train_summary(s)
             if info and info.get("curve"):
                 curves.setdefault(s.meta["setting"], []).append((s, info["curve"]))
     if not curves:
@@ -163,7 +161,7 @@ def training_png(r: _Report, path: Path) -> str | None:
     return _save(fig, path)
 
 
-def demos_png(r: _Report, path: Path) -> str | None:
+def demos_png(r: Report, path: Path) -> str | None:
     if len(r.spec.demos) < 2 or not r.spec.agents:
         return None
     plt = _plt()
@@ -187,7 +185,7 @@ def demos_png(r: _Report, path: Path) -> str | None:
     return _save(fig, path)
 
 
-def write_figures(r: _Report, out: Path) -> list[str]:
+def write_figures(r: Report, out: Path) -> list[str]:
     """Writes every plot that has data into ``out``; returns the written paths."""
     if not len(r.df) and not any(s.kind == "train" for s in r.stages):
         return []

@@ -14,13 +14,16 @@ but never less than the longest stage left: read it as an estimate.
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from para_bench.experiment.stages import Stage
 
-__all__ = ["StageView", "render", "stage_progress"]
+__all__ = ["LiveView", "StageView", "render", "stage_progress"]
 
 _TQDM = re.compile(rb"(\d+)/(\d+) \[")
 
@@ -185,3 +188,62 @@ def _stage_line(v: StageView, remaining: float | None, now: float) -> str:
     if v.state == "todo" and remaining is not None:
         return f"{head}  ~{fmt_seconds(remaining)}"
     return head
+
+
+class LiveView:
+    """The live view of ``experiment run``: on a terminal the view of :func:`render`,
+    redrawn in place at most once a second with event lines above it; in a log, the event
+    lines and the summary every 5 minutes.
+
+    Args:
+        name: the experiment's name.
+        jobs: slots (for the ETA).
+        enabled: False draws nothing (``--quiet``).
+    """
+
+    def __init__(self, name: str, jobs: int, enabled: bool = True) -> None:
+        self.name, self.jobs, self.enabled = name, jobs, enabled
+        self.tty = sys.stdout.isatty()
+        self._drawn = 0
+        self._last = time.time()
+
+    def event(self, line: str, views: list[StageView]) -> None:
+        """Prints a timestamped event line (stage started, done, failed)."""
+        if not self.enabled:
+            return
+        self.clear()
+        done = sum(v.state == "done" for v in views)
+        print(f"[{datetime.now().strftime('%H:%M:%S')}] {line}  [{done}/{len(views)} done]",
+              flush=True)
+        if self.tty:
+            self.draw(views, force=True)
+
+    def clear(self) -> None:
+        """Erases the drawn view (terminal only)."""
+        if self._drawn and self.tty:
+            sys.stdout.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def draw(self, views: list[StageView], force: bool = False) -> None:
+        """Redraws the view (terminal), or prints the summary if 5 minutes passed (log)."""
+        if not self.enabled:
+            return
+        now = time.time()
+        if self.tty:
+            if not force and now - self._last < 1.0:
+                return
+            self.clear()
+            lines = render(self.name, views, self.jobs)
+            width = shutil.get_terminal_size().columns
+            print("\n".join(line[:width - 1] for line in lines), flush=True)
+            self._drawn = len(lines)
+        elif now - self._last > 300:
+            print(summary_line(self.name, views, self.jobs), flush=True)
+        else:
+            return
+        self._last = now
+
+    def final(self, views: list[StageView]) -> None:
+        """The summary line, once, at the end."""
+        if self.enabled:
+            print(summary_line(self.name, views, self.jobs), flush=True)

