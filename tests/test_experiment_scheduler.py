@@ -159,3 +159,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_a_collection_torn_by_a_kill_is_repaired_before_it_resumes(tmp_path):
+    import h5py
+    import numpy as np
+
+    from para_bench.experiment.scheduler import Scheduler
+
+    path = tmp_path / "demos.hdf5"
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        for i, complete in enumerate((True, False)):  # demo_1: killed mid-write
+            g = data.create_group(f"demo_{i}")
+            g.attrs.update({"episode_id": f"ep{i}", "num_samples": 5})
+            g.create_dataset("actions", data=np.zeros((5, 7)))
+            if complete:
+                g.create_dataset("camera/extrinsics", data=np.zeros((5, 4, 4)))
+    Scheduler._repair_partial_demos(path)
+    with h5py.File(path) as f:
+        assert list(f["data"]) == ["demo_0"]  # collect will record episode ep1 again
+    path.write_bytes(b"not an hdf5 file")
+    Scheduler._repair_partial_demos(path)
+    assert not path.exists()  # unreadable: the collection starts over

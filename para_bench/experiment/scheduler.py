@@ -121,7 +121,6 @@ class Scheduler:
 
     def _initial(self) -> None:
         states = {s.name: self.book.state(s) for s in self.stages}
-        self.need = needed_stages(self.stages, states)
         for v in stage_views(self.stages, self.book):
             if v.state == "running":  # left by a predecessor that died (we hold the lock)
                 info = self.book.running(v.stage) or {}
@@ -158,7 +157,7 @@ class Scheduler:
                 if {r.checkpoint_sha for r in records} - {sha}:  # of a rebuilt checkpoint
                     self._set_aside(out, "other-checkpoint")
         if stage.kind in ("collect", "subset"):
-            self._check_partial_hdf5(self.root / stage.work)
+            self._repair_partial_demos(self.root / stage.work)
 
     def _set_aside(self, path: Path, why: str) -> None:
         i = 1
@@ -167,17 +166,24 @@ class Scheduler:
         os.replace(path, path.with_name(f"{path.name}.{why}-{i}"))
 
     @staticmethod
-    def _check_partial_hdf5(path: Path) -> None:
-        """A collection torn by a kill mid-write cannot be resumed: start it again."""
+    def _repair_partial_demos(path: Path) -> None:
+        """Makes a collection interrupted by a kill resumable: a demo torn mid-write (its
+        group and attributes written, not its last dataset) is dropped, so ``collect``
+        records that episode again instead of counting it as done; a file HDF5 cannot
+        open is started over."""
         if not path.exists():
             return
         import h5py
 
         try:
-            with h5py.File(path, "r") as f:
-                for g in f.get("data", {}).values():
-                    g.attrs["num_samples"]
-        except Exception:  # noqa: BLE001 - any read failure means start over
+            with h5py.File(path, "a") as f:
+                data = f.get("data", {})
+                for name in list(data):
+                    g = data[name]
+                    last = g.get("camera/extrinsics")  # collect writes it last
+                    if last is None or len(last) != g.attrs.get("num_samples", -1):
+                        del data[name]
+        except Exception:  # noqa: BLE001 - any failure to read or repair: start over
             path.unlink()
 
     # -- launching -----------------------------------------------------------------------------
