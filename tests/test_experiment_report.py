@@ -149,3 +149,15 @@ def test_unfinished_stages_are_marked_partial(tmp_path):
     assert re.search(r"\| - \* \|$", act), act  # no records yet, stage not done
     assert "Every learned model is at 0%" not in md
     assert "not done" in md.split("### Wall time per stage")[1]
+
+
+def test_stratified_bootstrap_and_independent_difference():
+    from para_bench.metrics import bootstrap_rate_diff
+
+    strata = [[1, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0]]  # 50% and 12.5%: unequal sizes
+    rate, lo, hi = stratified_bootstrap_rate(strata)
+    assert rate == pytest.approx((0.5 + 0.125) / 2)  # mean of seeds, not pooled 3/12
+    assert lo < rate < hi and (lo, hi) == stratified_bootstrap_rate(strata)[1:]
+    assert stratified_bootstrap_rate([[1, 1, 1]]) == (1.0, 1.0, 1.0)
+    diff, lo, hi = bootstrap_rate_diff([[1] * 9 + [0]], [[0] * 10])
+    assert diff == pytest.approx(-0.9) and lo <= -0.7 and hi <= -0.6
