@@ -30,7 +30,9 @@ def outcome(agent: str, setting: str, seed: int | None, i: int) -> tuple[bool, s
         return (i != 3, "error" if i == 3 and setting == "pos_ood" else "ok")
     if agent == "para":
         return ((i + seed) % 2 == 0 if setting == "in_dist" else i % 4 == seed), "ok"
-    return (i % 3 == 0 and seed == 0, "ok") if setting == "in_dist" else (False, "ok")
+    if setting == "pos_ood":  # act: the last scene cannot take its perturbation
+        return False, "infeasible" if i == N - 1 else "ok"
+    return i % 3 == 0 and seed == 0, "ok"
 
 
 def _fill(root, stages, skip=()):
@@ -39,7 +41,7 @@ def _fill(root, stages, skip=()):
         if s.kind != "evaluate" or s.name in skip:
             continue
         m = s.meta
-        plan = get_suite(m["setting"]).plan("test", episodes=N)
+        plan = get_suite(m["setting"]).plan(m["split"], episodes=m["episodes"])
         store = RunStore(root / s.output)
         for i, spec in enumerate(plan):
             ok, status = outcome(m["agent"], m["setting"], m.get("train_seed"), i)
@@ -64,7 +66,7 @@ def report(tmp_path_factory):
 
 def _expected(agent, setting, seeds=(0, 1)):
     per_seed = [[outcome(agent, setting, s, i) for i in range(N)] for s in seeds]
-    return [[ok and st == "ok" for ok, st in seed] for seed in per_seed]
+    return [[ok and st == "ok" for ok, st in seed if st != "infeasible"] for seed in per_seed]
 
 
 def test_counts_per_cell_and_seed_match_the_records(report):
@@ -76,7 +78,11 @@ def test_counts_per_cell_and_seed_match_the_records(report):
             ((0, 1) if r["train_seed"] == "all" else (int(r["train_seed"]),))
         won = [w for seed in _expected(r["agent"], r["setting"], seeds) for w in seed]
         assert (int(r["k"]), int(r["n"])) == (sum(won), len(won)), r
-    assert len([r for r in rows if r["train_seed"] == "all"]) == 4  # 2 agents x 2 settings
+    # aggregated rows: 2 agents x 2 settings x (test, held-out)
+    assert len([r for r in rows if r["train_seed"] == "all"]) == 8
+    heldout = [r for r in rows if r["role"] == "heldout" and r["train_seed"] == "0"
+               and r["agent"] == "para"]
+    assert {r["split"] for r in heldout} == {"val"} and {r["n"] for r in heldout} == {"20"}
 
 
 def test_matrix_cells_read_k_n_rate_and_interval(report):
@@ -94,6 +100,13 @@ def test_matrix_cells_read_k_n_rate_and_interval(report):
     rate, lo, hi = stratified_bootstrap_rate(strata)
     assert lines["para"][1] == f"4/16  {100 * rate:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
     assert lines["*PARA single-frame (seed 001, quoted)*"] == ["*~46%*", "*54%*"]
+    assert lines["act"][1].startswith("0/14  0.0% [") and "(2 infeasible)" in lines["act"][1]
+    held = md.split("### Held-out scenes")[1].split("###")[0]
+    para = next(ln for ln in held.splitlines() if ln.startswith("| para |"))
+    assert "| 10/40  25.0%" in para  # the pos_ood pattern on 20 val scenes x 2 seeds
+    # all failures over two seeds: the bootstrap would collapse to [0, 0]; Wilson instead
+    lo, hi = wilson_interval(0, 38)
+    assert f"0/38  0.0% [{100 * lo:.1f}, {100 * hi:.1f}]" in held
 
 
 def test_paired_comparison_against_para_matches_a_direct_computation(report):

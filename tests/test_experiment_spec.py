@@ -47,12 +47,12 @@ def test_changing_one_agents_training_option_invalidates_only_its_stages():
     b["train"]["para"]["dim"] = 48
     changed = _changed(BASE, b)
     assert changed and all(" para " in n and n.split()[0] in ("train", "eval") for n in changed)
-    # every para train and eval stage changed (2 settings x 2 demos x 2 seeds, each x2)
-    assert len(changed) == 16
+    # every para train, test and held-out stage (2 settings x 2 demos x 2 seeds, each x3)
+    assert len(changed) == 24
     b = copy.deepcopy(BASE)
     b["train"]["steps"] = 11  # common option: every agent's train + eval, no demos, no baseline
     changed = _changed(BASE, b)
-    assert len(changed) == 32 and not any("oracle" in n or n.startswith("demos") for n in changed)
+    assert len(changed) == 48 and not any("oracle" in n or n.startswith("demos") for n in changed)
 
 
 def test_changing_eval_settings_invalidates_only_evaluations():
@@ -61,12 +61,14 @@ def test_changing_eval_settings_invalidates_only_evaluations():
     changed = _changed(BASE, b)
     assert changed == {n for n in _keys(BASE) if n.startswith("eval")}
     b = copy.deepcopy(BASE)
-    b["eval"]["pos_ood"] = {"episodes": 5}  # one setting only
+    b["eval"]["pos_ood"] = {"episodes": 5}  # one setting's test episodes only
     changed = _changed(BASE, b)
-    assert changed == {n for n in _keys(BASE) if n.startswith("eval") and "pos_ood/" in n}
+    assert changed == {n for n in _keys(BASE) if n.startswith("eval") and "pos_ood/test" in n}
     b = copy.deepcopy(BASE)
-    b["eval"]["heldout_episodes"] = 3  # no held-out split yet: nothing changes
-    assert not _changed(BASE, b)
+    b["eval"]["heldout_episodes"] = 3  # the held-out evaluations only
+    changed = _changed(BASE, b)
+    assert changed == {n for n in _keys(BASE) if n.startswith("eval") and "/val" in n}
+    assert len(changed) == 16
 
 
 def test_collection_and_seed_changes_reach_exactly_their_dependants():

@@ -8,6 +8,7 @@ at a time on a shared machine.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -85,40 +86,45 @@ def smoke(tmp_path_factory):
     return {"out": out, "partial": partial, "first_record": first_record, "resumed": resumed}
 
 
-def _recount(out: Path) -> dict[str, tuple[str, str, int, int]]:
-    """run folder -> (agent, suite, k, n), read straight from manifest and episodes.jsonl."""
+def _recount(out: Path) -> dict[str, tuple[str, str, str, int, int]]:
+    """run folder -> (agent, suite, split, k, n), read straight from the manifest and
+    ``episodes.jsonl`` (infeasible scenes are not trials)."""
     counts = {}
     for folder in sorted((out / "runs").iterdir()):
         if not (folder / "episodes.jsonl").is_file():
             continue
         recs = [json.loads(x) for x in _lines(folder / "episodes.jsonl")]
         agent = json.loads((folder / "manifest.json").read_text())["config"]["agent"]
-        suites = {r["spec"]["suite"] for r in recs}
-        assert len(suites) == 1 and len({r["episode_id"] for r in recs}) == len(recs)
+        where = {(r["spec"]["suite"], r["spec"]["split"]) for r in recs}
+        assert len(where) == 1 and len({r["episode_id"] for r in recs}) == len(recs)
         k = sum(r["success"] and r["status"] == "ok" for r in recs)
-        counts[f"runs/{folder.name}"] = (agent, suites.pop(), k, len(recs))
+        n = sum(r["status"] != "infeasible" for r in recs)
+        counts[f"runs/{folder.name}"] = (agent, *where.pop(), k, n)
     return counts
 
 
 def test_resumed_smoke_experiment_reports_what_the_records_say(smoke):
     out = smoke["out"]
     markers = list((out / "stages").glob("*.done.json"))
-    assert len(markers) == 8 and not list((out / "stages").glob("*.running.json"))
+    assert len(markers) == 10 and not list((out / "stages").glob("*.running.json"))
     # the evaluation killed mid-way kept its first episode and was not started over
     assert _lines(smoke["partial"] / "episodes.jsonl")[0] == smoke["first_record"]
     logs = [p.read_text() for p in (out / "logs").glob("eval-*.log")]
     assert sum(log.count("\n$ ") == 2 for log in logs) >= 1  # that stage ran twice
     counts = _recount(out)
-    assert sorted((a, s) for a, s, _, _ in counts.values()) == \
-        [("noop", "in_dist"), ("noop", "pos_ood"), ("para", "in_dist"), ("para", "pos_ood")]
-    rows = [r for r in __import__("csv").DictReader(open(out / "report" / "cells.csv"))]
-    assert len(rows) == 4
+    assert sorted(c[:3] for c in counts.values()) == [
+        ("noop", "in_dist", "test"), ("noop", "pos_ood", "test"), ("para", "in_dist", "test"),
+        ("para", "in_dist", "val"), ("para", "pos_ood", "test"), ("para", "pos_ood", "val")]
+    rows = list(csv.DictReader(open(out / "report" / "cells.csv")))
+    assert len(rows) == 6
     md = (out / "report" / "report.md").read_text()
-    matrix = md.split("## Success matrix")[1].split("###")[0]
+    tables = {"test": md.split("## Success matrix")[1].split("###")[0],
+              "val": md.split("### Held-out scenes")[1].split("###")[0]}
     for r in rows:
-        agent, suite, k, n = counts[r["run_dir"]]
-        assert (r["agent"], r["setting"], int(r["k"]), int(r["n"])) == (agent, suite, k, n)
-        line = next(ln for ln in matrix.splitlines() if ln.startswith(f"| {agent} |"))
+        agent, suite, split, k, n = counts[r["run_dir"]]
+        assert (r["agent"], r["setting"], r["split"], int(r["k"]), int(r["n"])) == \
+            (agent, suite, split, k, n)
+        line = next(ln for ln in tables[split].splitlines() if ln.startswith(f"| {agent} |"))
         column = ["in_dist", "pos_ood"].index(suite)
         assert line.split("|")[2 + column].strip().startswith(f"{k}/{n}  ")
     for png in ("matrix", "bars", "perturbation", "training"):
@@ -134,7 +140,7 @@ def test_rerun_does_nothing_and_status_and_report_agree(smoke):
     assert {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*.done.json")} == before
     assert {p: p.read_text() for p in (out / "logs").glob("*.log")} == logs
     status = _run("status", out).stdout
-    assert "8 stages: 8 done, 0 running, 0 left" in status
+    assert "10 stages: 10 done, 0 running, 0 left" in status
     _run("report", out)
     assert (out / "report" / "report.md").read_text().split("## Provenance")[0] == \
         report.split("## Provenance")[0]

@@ -4,8 +4,11 @@ A **cell** is (agent or baseline, setting, demos, train seed, role): the episode
 evaluate stage. Rows aggregate a learned agent's cells over training seeds: ``k/n`` sums
 the episodes, the rate is the mean of the per-seed rates and the interval a stratified
 bootstrap over seeds (:func:`~para_bench.metrics.stratified_bootstrap_rate`); with one
-seed it is the 95% Wilson interval. Errors count as failures (and in ``errors``);
-trajectory metrics are means over ``ok`` episodes.
+seed, or when every episode failed (or every one succeeded) and a bootstrap would collapse
+to a point, it is the 95% Wilson interval of the pooled episodes. Errors count as
+failures (and in ``errors``); an ``infeasible`` scene (it cannot take its perturbation) is
+not a trial: left out of ``n``, counted in ``infeasible``. Trajectory metrics are means
+over ``ok`` episodes.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Cell:
 
     Attributes:
         k, n, errors: successes, episodes (errors included), errored episodes.
+        infeasible: scenes left out of ``n`` (they cannot take their perturbation).
         rate, lo, hi: success rate and its 95% interval (fractions; NaN when ``n == 0``).
         per_seed: training seed -> (k, n) (learned agents).
         jerk, coverage: means over ``ok`` episodes.
@@ -84,6 +88,9 @@ class Cell:
     """
 
     def __init__(self, df: pd.DataFrame) -> None:
+        feasible = df["status"] != "infeasible" if len(df) else []
+        self.infeasible = int(len(df) - sum(feasible)) if len(df) else 0
+        df = df[feasible] if len(df) else df
         self.df = df
         self.n = len(df)
         self.k = int(df["success"].sum()) if self.n else 0
@@ -91,8 +98,11 @@ class Cell:
         seeds = sorted({s for s in df["train_seed"].dropna()}) if self.n else []
         self.per_seed = {int(s): (int(g["success"].sum()), len(g))
                          for s, g in df.groupby("train_seed")} if seeds else {}
-        if len(self.per_seed) > 1:
+        if len(self.per_seed) > 1 and 0 < self.k < self.n:
             self.rate, self.lo, self.hi = stratified_bootstrap_rate(self.strata())
+        elif len(self.per_seed) > 1:  # all fail (or all succeed): a bootstrap has no spread
+            self.rate = self.k / self.n
+            self.lo, self.hi = wilson_interval(self.k, self.n)
         elif self.n:
             self.rate = self.k / self.n
             self.lo, self.hi = wilson_interval(self.k, self.n)

@@ -66,7 +66,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(f"wrote {write_report(spec, stages, out)}")
         return 0
     if args.executor == "ray":
-        from para_bench.ray_executor import INSTALL_HINT, ray_available
+        from para_bench.executors.ray_actors import INSTALL_HINT, ray_available
 
         if not ray_available():
             raise ValueError(INSTALL_HINT)

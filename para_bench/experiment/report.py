@@ -83,6 +83,7 @@ class Report:
         c = self.cell(agent, setting, role, demos)
         star = "" if self.done(agent, setting, role, demos) else " *"
         err = f" ({c.errors} err)" if c.errors else ""
+        err += f" ({c.infeasible} infeasible)" if c.infeasible else ""
         return c.text() + err + star
 
     # -- sections ------------------------------------------------------------------------------
@@ -273,7 +274,8 @@ class Report:
                   f"{n_done} of {len(self.stages)} stages done (cells of unfinished stages "
                   "are marked `*`). Cells: `k/n  success% [95% interval]` over the test "
                   "split's episodes; Wilson interval for one training seed, stratified "
-                  "bootstrap over seeds for several. Errors count as failures.\n")
+                  "bootstrap over seeds for several (Wilson when all fail or all succeed). "
+                  "Errors count as failures; infeasible scenes are not counted.\n")
         for d in spec.demos:
             title = f" ({d} demos)" if len(spec.demos) > 1 or spec.agents else ""
             md.append(f"## Success matrix{title}\n\n" + self.matrix(d))

@@ -146,15 +146,15 @@ class Scheduler:
             self._set_aside(out, "altered")
         if stage.kind == "evaluate" and out.is_dir():
             from para_bench.results.store import RunStore
+            from para_bench.runner import file_sha256
 
-            records = RunStore(out).records()
-            if not records:  # nothing to resume: start clean (no manifest of another run)
+            store = RunStore(out)
+            if not store.records():  # nothing to resume: start clean
                 shutil.rmtree(out)
-            elif stage.deps:
-                from para_bench.runner import checkpoint_sha
-
-                sha = checkpoint_sha(str(self.root / self.by_name[stage.deps[0]].output))
-                if {r.checkpoint_sha for r in records} - {sha}:  # of a rebuilt checkpoint
+            elif stage.deps:  # a run folder is bound to its checkpoint's sha256
+                identity = (store.read_manifest() or {}).get("identity") or {}
+                sha = file_sha256(str(self.root / self.by_name[stage.deps[0]].output))
+                if identity.get("checkpoint_sha256") != sha:  # of a rebuilt checkpoint
                     self._set_aside(out, "other-checkpoint")
         if stage.kind in ("collect", "subset"):
             self._repair_partial_demos(self.root / stage.work)

@@ -13,7 +13,8 @@ Stage kinds and what their key covers (a sha256 of the JSON of these, 16 hex dig
   number of steps, the demos stage's key, the seed and the device.
 - ``evaluate`` -- one run folder per (checkpoint or baseline, split): the train stage's key
   (or the baseline's name), the plan (suite, version, split, tasks, episodes, eval seed:
-  ``plan_hash``) and every ``[eval]`` setting that can change an outcome. Each learned cell
+  ``plan_hash``), every ``[eval]`` setting that can change an outcome, the control path's
+  version and the record format (the run folder's identity refuses anything else). Each learned cell
   has a ``test`` stage and, where the suite has one, a ``heldout`` stage on the
   ``heldout_split`` (held-out scenes of its own training distribution).
 
@@ -185,10 +186,15 @@ def _train_stage(spec: ExperimentSpec, agent: str, setting: str, demos: Stage, s
 def _eval_stage(spec: ExperimentSpec, agent: str, setting: str, split: str, episodes: int,
                 role: str, train: Stage | None) -> Stage:
     e = spec.eval[setting]
+    from para_bench.envs.control import CONTROL_PATH_VERSION
+    from para_bench.types import RECORD_FORMAT_VERSION
+
     material = {"kind": "evaluate", "agent": agent,
                 "checkpoint": train.key if train else None,
                 **_plan_material(setting, split, list(spec.tasks), episodes, e["seed"]),
-                "settings": {k: e[k] for k in EVAL_OUTCOME_SETTINGS}}
+                "settings": {k: e[k] for k in EVAL_OUTCOME_SETTINGS},
+                "control_path_version": CONTROL_PATH_VERSION,
+                "record_format": RECORD_FORMAT_VERSION}
     key = stage_key(material)
     label = _label(setting)
     cell = f" d{train.meta['demos']} s{train.meta['train_seed']}" if train else ""
