@@ -63,6 +63,7 @@ class Registry:
 
         def deco(obj: Callable) -> Callable:
             target = f"{obj.__module__}:{obj.__qualname__}"
+            self._scan_entry_points()  # a module its own entry point names stays "built-in"
             existing = self._entries.get(name)
             if existing and existing.target != target:
                 raise RegistryError(
