@@ -1,4 +1,4 @@
-"""``para-bench``: list, run, collect, train, table, plot, compare.
+"""``para-bench``: list, run, collect, train, table, plot, compare, serve.
 
 Bad input prints one line (``para-bench: error: ...``) and exits with code 2; set
 ``PARA_BENCH_DEBUG=1`` for full tracebacks.
@@ -15,6 +15,12 @@ from pathlib import Path
 
 from para_bench.errors import StartupError
 from para_bench.models.zoo import MODELS
+from para_bench.serving.commands import (
+    add_remote_arguments,
+    add_serve_parser,
+    cmd_serve,
+    remote_agent_kwargs,
+)
 
 CONTROL_MODES = ("delta", "servo", "teleport")
 POLICY_NAMES = tuple(MODELS)
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", default=None,
                      help="Ray cluster to join (e.g. auto); default: a local Ray instance")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_remote_arguments(run)
 
     col = sub.add_parser("collect", help="record oracle demos on a suite split (HDF5)")
     col.add_argument("--suite", required=True, help="suite name or path to a suite .json")
@@ -116,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("paths", nargs="+")
     cmp_.add_argument("--a", required=True, help="agent A")
     cmp_.add_argument("--b", required=True, help="agent B")
+    add_serve_parser(sub)
     return p
 
 
@@ -165,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not os.path.isfile(args.checkpoint):
             raise UsageError(f"checkpoint {args.checkpoint}: no such file")
         agent_kwargs["checkpoint"] = args.checkpoint
+    agent_kwargs.update(remote_agent_kwargs(args))  # --agent remote: is the server there?
     plan = suite.plan(args.split, tasks=tasks, episodes=args.episodes, seed=args.seed)
     agent_label = args.agent.replace(":", "_").replace("/", "_")
     out = Path(args.out or Path("results") / f"{agent_label}_{suite.name}_{args.split}")
@@ -308,7 +317,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "collect": cmd_collect, "train": cmd_train,
-            "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare}
+            "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

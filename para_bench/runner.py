@@ -104,7 +104,8 @@ def build_manifest(plan: list[EpisodeSpec], config: RunConfig, command: list[str
 
 
 class EnvPool:
-    """One environment per (task, image size, depth, render quality), rebuilt after faults."""
+    """One environment per (task, image size, depth, render quality, wrist camera), rebuilt
+    after faults."""
 
     def __init__(self, config: RunConfig, env_factory: Callable[..., Any] | None = None) -> None:
         self.config = config
@@ -114,12 +115,13 @@ class EnvPool:
 
     def get(self, spec: EpisodeSpec, req: AgentRequirements) -> Any:
         key = (spec.benchmark, spec.task_id, req.image_size or self.config.image_size,
-               req.depth, req.render_quality or "fast")
+               req.depth, req.render_quality or "fast", req.wrist)
         if key != self._key:
             self.close()
             self._env = self.env_factory(
                 benchmark=spec.benchmark, task_id=spec.task_id, image_size=key[2],
-                depth=key[3], render_quality=key[4], control=req.control or self.config.control,
+                depth=key[3], render_quality=key[4], wrist=key[5],
+                control=req.control or self.config.control,
                 zero_rotation=self.config.zero_rotation, max_steps=self.config.max_steps,
                 action_scale=self.config.action_scale,
             )
@@ -331,7 +333,7 @@ def execute_spec(spec: EpisodeSpec, agent: Any, pool: EnvPool, refs: ReferenceCa
         episode_id=spec.episode_id, spec=spec.to_dict(), task=spec.task,
         init_state=spec.init_state, perturbation=spec.perturbation, agent=config.agent,
         status=status, success=bool(success), steps=int(steps), metrics=m, checkpoint=ckpt,
-        checkpoint_sha=ckpt_sha, error=error,
+        checkpoint_sha=ckpt_sha, error=error, policy=getattr(agent, "policy_record", None),
         eef_trajectory=None if traj is None else np.round(traj, 5).tolist(),
         wall_time_s=round(time.perf_counter() - t0, 3),
     )

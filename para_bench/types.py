@@ -183,6 +183,9 @@ class EpisodeRecord:
         metrics: per-episode metrics (``jerk``, ``accel_mean``, ``coverage``, ...).
         eef_trajectory: executed EEF positions at control rate, (T, 3) as nested lists.
         wall_time_s: seconds for the episode.
+        policy: where a remote policy ran (``--agent remote``): ``format`` (``para-bench``
+            or ``openpi-libero``), ``url``, and what the server said it serves; None for
+            agents in this process.
     """
 
     episode_id: str
@@ -200,6 +203,7 @@ class EpisodeRecord:
     error: str | None = None
     eef_trajectory: list | None = None
     wall_time_s: float = 0.0
+    policy: dict | None = None
     format: int = RECORD_FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from numbers import Real
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -51,8 +52,16 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _agent_label(agent: str, checkpoint: str | None, control: str) -> str:
+def _agent_label(agent: str, checkpoint: str | None, control: str,
+                 policy: dict | None = None) -> str:
     label = f"{agent}[{Path(checkpoint).stem}]" if checkpoint else agent
+    if policy:  # a remote policy: what the server serves, not the client's name
+        server = policy.get("server") or {}
+        if policy.get("format") == "para-bench" and server.get("agent"):
+            sha = server.get("checkpoint_sha")
+            label = f"remote:{server['agent']}" + (f"[{sha[:8]}]" if sha else "")
+        else:
+            label = f"remote:{policy.get('format')}@{urlparse(policy.get('url', '')).netloc}"
     return label if control in ("servo", None) else f"{label} ({control})"
 
 
@@ -66,9 +75,10 @@ def records_frame(run_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> 
         Columns :data:`RECORD_COLUMNS` (``run`` is the folder path; ``agent`` is the agent
         name, followed by ``[checkpoint file stem]`` for agents run from a checkpoint and
         ``(control mode)`` for runs not under the default ``servo``, so two checkpoints or
-        two protocols of one policy stay apart; ``suite`` and ``split`` come from the
-        record's spec; missing metrics are NaN), then every other numeric entry of
-        ``metrics``, nested dicts flattened as ``outer.inner``.
+        two protocols of one policy stay apart; a remote policy is
+        ``remote:<served agent>[<checkpoint sha>]`` or ``remote:<format>@<host:port>``;
+        ``suite`` and ``split`` come from the record's spec; missing metrics are NaN), then
+        every other numeric entry of ``metrics``, nested dicts flattened as ``outer.inner``.
     """
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = find_runs(run_dirs)
@@ -80,7 +90,7 @@ def records_frame(run_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> 
             metrics = _flatten(rec.metrics or {})
             row: dict = {
                 "run": str(Path(run_dir)),
-                "agent": _agent_label(rec.agent, rec.checkpoint, control),
+                "agent": _agent_label(rec.agent, rec.checkpoint, control, rec.policy),
                 "suite": rec.spec.get("suite"),
                 "split": rec.spec.get("split"),
                 "task": rec.task,
