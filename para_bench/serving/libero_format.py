@@ -35,12 +35,13 @@ def quat_xyzw_to_axis_angle(quat: np.ndarray) -> np.ndarray:
     """Unit quaternion (x, y, z, w) -> axis-angle vector (3,), angle in [0, 2 pi].
 
     The axis is ``xyz / sin(angle / 2)`` with ``angle = 2 acos(w)`` (``w`` clipped to
-    [-1, 1]); a zero rotation gives zeros. Same convention as robosuite's ``quat2axisangle``.
+    [-1, 1]); a zero rotation gives zeros. The convention of robosuite's ``quat2axisangle``,
+    which openpi's LIBERO example applies to ``robot0_eef_quat``.
     """
     q = np.asarray(quat, dtype=np.float64)
     w = float(np.clip(q[3], -1.0, 1.0))
     s = np.sqrt(1.0 - w * w)
-    if np.isclose(s, 0.0):
+    if s == 0.0:  # no rotation
         return np.zeros(3)
     return q[:3] * (2.0 * np.arccos(w)) / s
 
