@@ -5,6 +5,7 @@ test_sim_serving.py)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import urllib.request
 
@@ -365,3 +366,20 @@ def test_server_killed_mid_run_costs_the_episode_in_flight(tmp_path):
     recs = store.records()
     assert [r.status for r in recs] == ["ok", "error", "ok", "ok"], [r.error for r in recs]
     assert "closed the connection" in recs[1].error
+
+
+def test_serve_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, needle in [
+            (("--agent", "nope"), "unknown agent 'nope'"),
+            (("--agent", "para"), "needs --checkpoint"),
+            (("--agent", "noop", "--checkpoint", str(tmp_path / "x.pt")), "no such file"),
+            (("--agent", "noop", "--port", "70000"), "--port must be in"),
+            (("--agent", "noop", "--port", str(port)), "cannot listen on"),
+        ]:
+            rc = cli_main(["serve", *args])
+            err = capsys.readouterr().err.strip()
+            assert rc == 2 and needle in err and len(err.splitlines()) == 1, (args, err)

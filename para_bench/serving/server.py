@@ -158,10 +158,10 @@ class PolicyServer:
                 if ready is not None:
                     ready(self.host, self.port)
                 await self._stop.wait()
+            log.info("served: %s", self.engine.stats.summary())
         finally:
             batching.cancel()
             self.batcher.close()
-            log.info("served: %s", self.engine.stats.summary())
 
     def stop(self) -> None:
         """Asks :meth:`serve` to return (thread-safe only from the server's loop)."""
