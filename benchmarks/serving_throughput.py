@@ -7,9 +7,12 @@ workers (a fresh server per setting; its own summary line gives the batch sizes 
 inference time per batch). Episodes per hour count the run command's wall time (interpreter
 start, simulator builds, worker spawns, the server check), not the server's start-up.
 
-Part 2, the wire's cost per call: ``act`` on the same 128 px observations, in-process vs
+Part 2, the wire's cost per call: ``act`` on the same 128 px observations, in-process and
 through a ``para-bench serve`` process on loopback (``RemoteAgent``: encode, send, server
-decode, batcher, forward, encode, receive, decode), median and p95 over ``--calls`` calls.
+decode, batcher, forward, encode, receive, decode), interleaved call by call, median and
+p95 over ``--calls`` calls of each, of their paired difference, and of the remote call minus
+the server's own inference time (``server_timing.infer_ms``: what the wire and the event
+loops add).
 
 The model: ``--checkpoint`` (any trained para-bench checkpoint), else ``--agent``'s default
 architecture with random weights and synthetic statistics, saved as a real checkpoint
@@ -150,12 +153,14 @@ def synthetic_obs(rng: np.random.Generator, size: int) -> dict:
             "gripper_qpos": np.array([0.04, -0.04]), "joint_pos": np.zeros(7)}
 
 
-def _stats(seconds: list[float]) -> dict:
+def _stats(seconds) -> dict:
     ms = np.asarray(seconds) * 1000
     return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
 
 
 def wire_latency(args: argparse.Namespace, ckpt: str) -> dict:
+    """Interleaved calls on the same observations: in-process ``act``, then the same through
+    the server (client-side wall time, and the server's own inference time per batch)."""
     import torch
 
     from para_bench.agents.remote import RemoteAgent
@@ -169,36 +174,38 @@ def wire_latency(args: argparse.Namespace, ckpt: str) -> dict:
     observations = [synthetic_obs(rng, size) for _ in range(args.calls)]
     task = {"task": TASK, "instruction": "pick up the black bowl"}
     info = {"instruction": task["instruction"], "task": TASK, "success": False, "steps": 0}
-
-    def timed(agent) -> tuple[list[float], list]:
-        agent.reset(task, 0)
-        for obs in observations[:5]:  # warm-up
-            agent.act(obs, info)
-        agent.reset(task, 0)
-        times, chunks = [], []
-        for obs in observations:
-            t0 = time.perf_counter()
-            chunks.append(agent.act(obs, info))
-            times.append(time.perf_counter() - t0)
-        return times, chunks
-
-    local_t, local_chunks = timed(local)
+    rows = {"in_process": [], "remote": [], "server_infer": []}
+    same = True
     server = Server(args.agent, ckpt)
     try:
         remote = RemoteAgent(server.url)
-        remote_t, remote_chunks = timed(remote)
+        client_infer = remote.client.infer
+        replies: list[dict] = []
+        remote.client.infer = lambda msg: replies.append(client_infer(msg)) or replies[-1]
+        for agent in (local, remote):
+            agent.reset(task, 0)
+        for i, obs in enumerate([*observations[:5], *observations]):  # 5 warm-up calls
+            t0 = time.perf_counter()
+            a = local.act(obs, info)
+            t1 = time.perf_counter()
+            b = remote.act(obs, info)
+            t2 = time.perf_counter()
+            if i >= 5:
+                rows["in_process"].append(t1 - t0)
+                rows["remote"].append(t2 - t1)
+                rows["server_infer"].append(replies[-1]["server_timing"]["infer_ms"] / 1000)
+                same &= bool(np.array_equal(a.targets, b.targets))
         remote.close()
     finally:
         server.stop()
-    same = all(np.array_equal(a.targets, b.targets) for a, b in zip(local_chunks, remote_chunks,
-                                                                     strict=True))
+    remote_s, local_s = np.asarray(rows["remote"]), np.asarray(rows["in_process"])
     request = codec.packb(para_format.encode_observation(observations[0], info, None))
-    reply = codec.packb(para_format.encode_chunk(local_chunks[0]))
-    overhead = np.asarray(remote_t) - np.asarray(local_t)
-    return {"calls": args.calls, "image_size": size, "in_process": _stats(local_t),
-            "remote": _stats(remote_t), "overhead": _stats(list(overhead)),
-            "request_bytes": len(request), "reply_bytes": len(reply),
-            "same_chunks": bool(same)}
+    reply = codec.packb(para_format.encode_chunk(local.act(observations[0], info)))
+    return {"calls": args.calls, "image_size": size,
+            **{k: _stats(v) for k, v in rows.items()},
+            "remote_minus_in_process": _stats(remote_s - local_s),
+            "remote_minus_server_infer": _stats(remote_s - np.asarray(rows["server_infer"])),
+            "request_bytes": len(request), "reply_bytes": len(reply), "same_chunks": same}
 
 
 def main() -> None:
@@ -220,9 +227,10 @@ def main() -> None:
     print(f"\nwire latency per act call ({latency['calls']} calls, {args.agent}, "
           f"{latency['image_size']} px; request {latency['request_bytes']} B, reply "
           f"{latency['reply_bytes']} B; same chunks: {latency['same_chunks']})")
-    for name in ("in_process", "remote", "overhead"):
+    for name in ("in_process", "remote", "server_infer", "remote_minus_in_process",
+                 "remote_minus_server_infer"):
         s = latency[name]
-        print(f"  {name:<11} median {s['median_ms']:7.2f} ms   p95 {s['p95_ms']:7.2f} ms")
+        print(f"  {name:<25} median {s['median_ms']:7.2f} ms   p95 {s['p95_ms']:7.2f} ms")
     if rows:
         print(f"\n{'setting':<15} {'workers':>7} {'wall s':>7} {'ep/hour':>8} {'vs (a)':>7} "
               f"{'equal':>6}  server batches")
