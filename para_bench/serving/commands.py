@@ -62,9 +62,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise ValueError(f"--device {args.device}: no CUDA device visible to torch")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("para_bench.serve").setLevel(logging.INFO)
     try:
         engine = InferenceEngine(lambda: make_agent(args.agent, **kwargs))
     except Exception as e:  # noqa: BLE001 - any failure to build the agent ends here
