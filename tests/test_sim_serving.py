@@ -58,8 +58,9 @@ def test_served_model_agent_gives_the_in_process_records(checkpoint, tmp_path):
         assert rb["policy"]["server"] == {"server": "para-bench", "agent": "ar",
                                           "checkpoint_sha": ra["checkpoint_sha"]}
     assert f"remote:ar[{ra['checkpoint_sha'][:8]}]" in table  # tables name the served policy
-    # one connection, a new episode on the server for each planned episode (reset: true)
-    assert log.count("episode start") == 2 and log.count("opened from") == 1
+    # the CLI's check that the server is there, then one connection for both episodes,
+    # a new episode on the server for each planned one (reset: true)
+    assert log.count("opened from") == 2 and log.count("episode start") == 2
     assert "requests in" in log  # the server's closing account
 
 
