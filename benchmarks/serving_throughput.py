@@ -12,7 +12,8 @@ through a ``para-bench serve`` process on loopback (``RemoteAgent``: encode, sen
 decode, batcher, forward, encode, receive, decode), interleaved call by call, median and
 p95 over ``--calls`` calls of each, of their paired difference, and of the remote call minus
 the server's own inference time (``server_timing.infer_ms``: what the wire and the event
-loops add).
+loops add); and, for the wire alone, round trips of the same observations to a served
+``noop`` agent.
 
 The model: ``--checkpoint`` (any trained para-bench checkpoint), else ``--agent``'s default
 architecture with random weights and synthetic statistics, saved as a real checkpoint
@@ -64,17 +65,18 @@ def make_checkpoint(agent: str, folder: Path) -> str:
 
 
 class Server:
-    """``para-bench serve --agent A --checkpoint C`` on a free loopback port."""
+    """``para-bench serve --agent A [--checkpoint C]`` on a free loopback port."""
 
-    def __init__(self, agent: str, ckpt: str) -> None:
+    def __init__(self, agent: str, ckpt: str | None) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"ws://127.0.0.1:{port}"
         self.log = Path(tempfile.mkstemp(prefix="serve_", suffix=".log")[1])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "para_bench.cli", "serve", "--agent", agent, "--checkpoint",
-             ckpt, "--port", str(port)], stderr=self.log.open("w"), start_new_session=True)
+            [sys.executable, "-m", "para_bench.cli", "serve", "--agent", agent,
+             *(["--checkpoint", ckpt] if ckpt else []), "--port", str(port)],
+            stderr=self.log.open("w"), start_new_session=True)
         deadline = time.monotonic() + 120
         while "serving" not in self.log.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -208,6 +210,30 @@ def wire_latency(args: argparse.Namespace, ckpt: str) -> dict:
             "request_bytes": len(request), "reply_bytes": len(reply), "same_chunks": same}
 
 
+def echo_latency(args: argparse.Namespace, size: int) -> dict:
+    """The wire alone: round trips of the same observations to a ``noop`` agent."""
+    from para_bench.serving import para_format
+    from para_bench.serving.client import PolicyClient
+
+    rng = np.random.default_rng(0)
+    observations = [synthetic_obs(rng, size) for _ in range(args.calls)]
+    server = Server("noop", None)
+    try:
+        client = PolicyClient(server.url)
+        client.connect()
+        times = []
+        for i, obs in enumerate(observations):
+            msg = para_format.encode_observation(obs, {"instruction": ""}, None)
+            t0 = time.perf_counter()
+            client.infer(msg)
+            if i >= 5:
+                times.append(time.perf_counter() - t0)
+        client.close()
+    finally:
+        server.stop()
+    return _stats(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", default="para")
@@ -222,13 +248,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="serving_throughput_") as tmp:
         ckpt = args.checkpoint or make_checkpoint(args.agent, Path(tmp))
         latency = wire_latency(args, ckpt)
+        latency["noop_round_trip"] = echo_latency(args, latency["image_size"])
         rows = [] if args.skip_throughput else throughput(args, ckpt, Path(tmp))
 
     print(f"\nwire latency per act call ({latency['calls']} calls, {args.agent}, "
           f"{latency['image_size']} px; request {latency['request_bytes']} B, reply "
           f"{latency['reply_bytes']} B; same chunks: {latency['same_chunks']})")
     for name in ("in_process", "remote", "server_infer", "remote_minus_in_process",
-                 "remote_minus_server_infer"):
+                 "remote_minus_server_infer", "noop_round_trip"):
         s = latency[name]
         print(f"  {name:<25} median {s['median_ms']:7.2f} ms   p95 {s['p95_ms']:7.2f} ms")
     if rows:
