@@ -19,6 +19,7 @@ from para_bench.serving.commands import (
     add_remote_arguments,
     add_serve_parser,
     cmd_serve,
+    redact_secrets,
     remote_agent_kwargs,
 )
 
@@ -186,7 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.time()
     if args.episode_timeout is not None and not args.episode_timeout > 0:
         raise UsageError(f"--episode-timeout must be positive, got {args.episode_timeout}")
-    run_plan(plan, config, out, command=["para-bench", *sys.argv[1:]], progress=not args.quiet,
+    command = ["para-bench", *redact_secrets(sys.argv[1:])]  # no API key in the manifest
+    run_plan(plan, config, out, command=command, progress=not args.quiet,
              workers=args.workers, episode_timeout=args.episode_timeout,
              executor=args.executor, ray_address=args.ray_address)
     summary = summary_table(records_frame([out]))

@@ -383,3 +383,10 @@ def test_serve_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
             rc = cli_main(["serve", *args])
             err = capsys.readouterr().err.strip()
             assert rc == 2 and needle in err and len(err.splitlines()) == 1, (args, err)
+
+
+def test_api_key_is_redacted_from_the_recorded_command():
+    from para_bench.serving.commands import redact_secrets
+
+    assert redact_secrets(["run", "--api-key", "k1", "--api-key=k2", "--agent", "remote"]) == \
+        ["run", "--api-key", "***", "--api-key=***", "--agent", "remote"]

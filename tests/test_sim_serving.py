@@ -36,9 +36,12 @@ def test_served_model_agent_gives_the_in_process_records(checkpoint, tmp_path):
             "--quiet")
     local, remote = tmp_path / "local", tmp_path / "remote"
     _cli("run", "--agent", "ar", "--checkpoint", str(checkpoint), *plan, "--out", str(local))
-    server = ServeProcess("--agent", "ar", "--checkpoint", str(checkpoint)).wait_ready()
+    key = "sesame-4f2a"
+    server = ServeProcess("--agent", "ar", "--checkpoint", str(checkpoint),
+                          "--api-key", key).wait_ready()
     try:
-        _cli("run", "--agent", "remote", "--policy-url", server.url, *plan, "--out", str(remote))
+        _cli("run", "--agent", "remote", "--policy-url", server.url, "--api-key", key, *plan,
+             "--out", str(remote))
         table = _cli("table", str(local), str(remote)).stdout
     finally:
         log = server.stop()
@@ -62,6 +65,8 @@ def test_served_model_agent_gives_the_in_process_records(checkpoint, tmp_path):
     # a new episode on the server for each planned one (reset: true)
     assert log.count("opened from") == 2 and log.count("episode start") == 2
     assert "requests in" in log  # the server's closing account
+    for name in ("manifest.json", "episodes.jsonl"):  # the key stays out of the run folder
+        assert key not in (remote / name).read_text()
 
 
 def _answer(obs, n):

@@ -65,7 +65,7 @@ class PolicyClient:
         """Whether the connection is open (as far as this side knows)."""
         from websockets.protocol import State
 
-        return self._ws is not None and self._ws.state is State.OPEN
+        return self._ws is not None and self._ws.protocol.state is State.OPEN
 
     def connect(self, retry: bool = False) -> dict[str, Any]:
         """Opens the connection and reads the server's metadata (returned).

@@ -140,3 +140,17 @@ def remote_agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(str(e)) from None
     return {"policy_url": args.policy_url, "policy_format": args.policy_format,
             "replan_steps": args.replan_steps, "timeout": args.policy_timeout}
+
+
+def redact_secrets(argv: list[str]) -> list[str]:
+    """``argv`` with the value of ``--api-key`` replaced by ``***`` (for manifests)."""
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append("***")
+        elif arg.startswith("--api-key="):
+            out.append("--api-key=***")
+        else:
+            out.append(arg)
+        hide = arg == "--api-key"
+    return out
