@@ -36,11 +36,11 @@ def test_served_model_agent_gives_the_in_process_records(checkpoint, tmp_path):
             "--quiet")
     local, remote = tmp_path / "local", tmp_path / "remote"
     _cli("run", "--agent", "ar", "--checkpoint", str(checkpoint), *plan, "--out", str(local))
-    key = "sesame-4f2a"
+    api_key = "sesame-4f2a"
     server = ServeProcess("--agent", "ar", "--checkpoint", str(checkpoint),
-                          "--api-key", key).wait_ready()
+                          "--api-key", api_key).wait_ready()
     try:
-        _cli("run", "--agent", "remote", "--policy-url", server.url, "--api-key", key, *plan,
+        _cli("run", "--agent", "remote", "--policy-url", server.url, "--api-key", api_key, *plan,
              "--out", str(remote))
         table = _cli("table", str(local), str(remote)).stdout
     finally:
@@ -66,7 +66,7 @@ def test_served_model_agent_gives_the_in_process_records(checkpoint, tmp_path):
     assert log.count("opened from") == 2 and log.count("episode start") == 2
     assert "requests in" in log  # the server's closing account
     for name in ("manifest.json", "episodes.jsonl"):  # the key stays out of the run folder
-        assert key not in (remote / name).read_text()
+        assert api_key not in (remote / name).read_text()
 
 
 def _answer(obs, n):
