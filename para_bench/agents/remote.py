@@ -17,8 +17,11 @@ Two formats (``policy_format``):
   actions run as LIBERO deltas, then it asks again.
 
 A slow or dead server fails the call: the episode in flight becomes an error record with
-the reason, and the next episode reconnects (trying for ``connect_timeout`` seconds).
-Records carry ``policy``: the format, the URL and what the server said it serves.
+the reason, and the next episode reconnects (trying for ``connect_timeout`` seconds) -- to
+the same policy: with ``served`` (the CLI passes what the server served when the run
+started; it is part of the run's identity), a server that now serves another agent or
+checkpoint is refused. Records carry ``policy``: the format, the URL and what the server
+said it serves.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from para_bench.agents.base import AgentRequirements, BaseAgent
+from para_bench.agents.base import AgentFacts, AgentRequirements, BaseAgent
 from para_bench.serving import libero_format, para_format
 from para_bench.serving.client import PolicyClient, RemotePolicyError
 from para_bench.types import ActionChunk
@@ -49,6 +52,8 @@ class RemoteAgent(BaseAgent):
             written to the run's manifest).
         timeout: seconds to wait for each answer.
         connect_timeout: seconds to keep trying to reconnect at an episode's start.
+        served: ``{"agent", "checkpoint_sha"}`` the server must be serving (``para-bench``
+            format), or None.
 
     Raises:
         RemotePolicyError: no server at the URL, a refused key, or (``para-bench`` format)
@@ -57,7 +62,7 @@ class RemoteAgent(BaseAgent):
 
     def __init__(self, policy_url: str, policy_format: str = "para-bench",
                  replan_steps: int = 5, api_key: str | None = None, timeout: float = 60.0,
-                 connect_timeout: float = 20.0) -> None:
+                 connect_timeout: float = 20.0, served: dict[str, Any] | None = None) -> None:
         if policy_format not in POLICY_FORMATS:
             raise ValueError(f"unknown policy format {policy_format!r}; choose one of "
                              f"{', '.join(POLICY_FORMATS)}")
@@ -65,15 +70,12 @@ class RemoteAgent(BaseAgent):
             raise ValueError(f"replan_steps must be >= 1, got {replan_steps}")
         self.policy_format = policy_format
         self.replan_steps = int(replan_steps)
+        self.served = served
         self.client = PolicyClient(policy_url, api_key=api_key or os.environ.get(API_KEY_ENV),
                                    timeout=timeout, connect_timeout=connect_timeout)
-        meta = self.client.connect()
-        if policy_format == "para-bench":
-            self.requirements = requirements_from_metadata(meta, policy_url)
-        else:
-            self.requirements = AgentRequirements(
-                image_size=libero_format.RENDER_SIZE, render_quality="libero",
-                control="delta", wrist=True)
+        meta = self._connect(retry=False)
+        facts = facts_from_metadata(meta, policy_url, policy_format)
+        self.requirements, self.train_scene_ids = facts.requirements, facts.train_scene_ids
         #: what records say about the policy that ran (see the module docstring)
         self.policy_record = {
             "format": policy_format, "url": policy_url,
@@ -89,7 +91,7 @@ class RemoteAgent(BaseAgent):
         self._episode = {"task": task.get("task", ""), "seed": int(seed),
                          "instruction": task.get("instruction", "")}
         if not self.client.connected:  # the last episode lost it: try again (a restart)
-            self.client.connect(retry=True)
+            self._connect(retry=True)
 
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
         if self.policy_format == "openpi-libero":
@@ -103,6 +105,45 @@ class RemoteAgent(BaseAgent):
 
     def close(self) -> None:
         self.client.close()
+
+    def _connect(self, retry: bool) -> dict[str, Any]:
+        meta = self.client.connect(retry=retry)
+        if self.served is not None and served_policy(meta) != self.served:
+            self.client.close()
+            raise RemotePolicyError(f"{self.client.url} now serves {served_policy(meta)}, not "
+                                    f"{self.served} (the policy this run evaluates)")
+        return meta
+
+    @classmethod
+    def facts(cls, policy_url: str, policy_format: str = "para-bench",
+              api_key: str | None = None, timeout: float = 60.0, **kwargs: Any) -> AgentFacts:
+        """What the runner must know before any episode: the served agent's requirements and
+        training scenes (read from the server's metadata), or the LIBERO convention's."""
+        from para_bench.serving.client import check_server
+
+        meta = {}
+        if policy_format == "para-bench":
+            meta = check_server(policy_url, api_key or os.environ.get(API_KEY_ENV),
+                                timeout=min(timeout, 30.0))
+        return facts_from_metadata(meta, policy_url, policy_format)
+
+
+def served_policy(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a para-bench server serves: ``{"agent", "checkpoint_sha"}``."""
+    return {"agent": meta.get("agent"), "checkpoint_sha": meta.get("checkpoint_sha")}
+
+
+def facts_from_metadata(meta: dict[str, Any], url: str, policy_format: str) -> AgentFacts:
+    """The remote agent's :class:`AgentFacts`: the served agent's (``para-bench``) or the
+    LIBERO convention's (``openpi-libero``: 256 px, LIBERO's rendering, wrist camera,
+    deltas)."""
+    if policy_format != "para-bench":
+        return AgentFacts(AgentRequirements(image_size=libero_format.RENDER_SIZE,
+                                            render_quality="libero", control="delta",
+                                            wrist=True))
+    ids = meta.get("train_scene_ids")
+    return AgentFacts(requirements_from_metadata(meta, url),
+                      tuple(ids) if isinstance(ids, list) else None)
 
 
 def requirements_from_metadata(meta: dict[str, Any], url: str) -> AgentRequirements:

@@ -39,8 +39,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Loads the agent, then serves it until SIGINT / SIGTERM."""
     import asyncio
 
+    from para_bench.evaluation.worker import checkpoint_sha
     from para_bench.registry import AGENTS, make_agent
-    from para_bench.runner import checkpoint_sha
     from para_bench.serving.batching import InferenceEngine
     from para_bench.serving.server import PolicyServer, server_metadata
 
@@ -114,7 +114,7 @@ def remote_agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         ValueError: bad options, or no (usable) server at the URL.
     """
-    from para_bench.agents.remote import API_KEY_ENV, requirements_from_metadata
+    from para_bench.agents.remote import API_KEY_ENV, requirements_from_metadata, served_policy
     from para_bench.serving.client import RemotePolicyError, check_server, check_url
 
     if args.agent != "remote":
@@ -138,8 +138,11 @@ def remote_agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             requirements_from_metadata(meta, args.policy_url)
     except RemotePolicyError as e:
         raise ValueError(str(e)) from None
-    return {"policy_url": args.policy_url, "policy_format": args.policy_format,
-            "replan_steps": args.replan_steps, "timeout": args.policy_timeout}
+    kwargs = {"policy_url": args.policy_url, "policy_format": args.policy_format,
+              "replan_steps": args.replan_steps, "timeout": args.policy_timeout}
+    if args.policy_format == "para-bench":  # part of the run's identity; checked on reconnect
+        kwargs["served"] = served_policy(meta)
+    return kwargs
 
 
 def redact_secrets(argv: list[str]) -> list[str]:

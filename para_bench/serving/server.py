@@ -3,8 +3,9 @@
 The protocol, as openpi's ``WebsocketPolicyServer`` speaks it:
 
 * on connect the server sends a metadata dict (for para-bench: the agent, its checkpoint's
-  sha256 prefix and its :class:`~para_bench.agents.base.AgentRequirements`, so a client
-  renders what the agent needs);
+  sha256 prefix, its :class:`~para_bench.agents.base.AgentRequirements`, so a client
+  renders what the agent needs, and the scenes it was trained on, so a client refuses to
+  evaluate on them);
 * the client sends observation dicts (:mod:`~para_bench.serving.para_format`), the server
   answers each with a dict holding ``actions``;
 * an error is one text frame (one line, no traceback: details go to the server log), then
@@ -43,8 +44,10 @@ def server_metadata(agent: Any, name: str, checkpoint_sha: str | None,
     from para_bench.agents.base import AgentRequirements
 
     req = getattr(agent, "requirements", AgentRequirements())
+    ids = getattr(agent, "train_scene_ids", None)
     return {"server": "para-bench", "protocol": PROTOCOL, "policy_format": "para-bench",
             "agent": name, "checkpoint_sha": checkpoint_sha, "requirements": asdict(req),
+            "train_scene_ids": list(ids) if ids is not None else None,
             "max_batch": max_batch}
 
 
