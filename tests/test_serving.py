@@ -390,3 +390,24 @@ def test_api_key_is_redacted_from_the_recorded_command():
 
     assert redact_secrets(["run", "--api-key", "k1", "--api-key=k2", "--agent", "remote"]) == \
         ["run", "--api-key", "***", "--api-key=***", "--agent", "remote"]
+
+
+def test_remote_runs_keep_the_served_policy_and_its_training_scenes():
+    from para_bench.agents.remote import RemoteAgent
+    from para_bench.runner import TrainSceneOverlap, prepare_run
+
+    plan = _plan(2)
+
+    class TrainedOnFirstScene(EpisodeCounterAgent):
+        train_scene_ids = [plan[0].scene_id]
+
+    with server_in_thread(TrainedOnFirstScene) as server:
+        with pytest.raises(RemotePolicyError, match="now serves"):  # another policy than pinned
+            RemoteAgent(server.url, served={"agent": "para", "checkpoint_sha": "0123abcd"})
+        cfg = RunConfig(agent="remote", agent_kwargs={"policy_url": server.url})
+        with pytest.raises(TrainSceneOverlap):  # the served agent's training scenes
+            prepare_run(plan, cfg)
+        prepared = prepare_run(plan, RunConfig(agent="remote", allow_train_scenes=True,
+                                               agent_kwargs={"policy_url": server.url}))
+        assert prepared.train_scene_ids == {plan[0].scene_id}
+        prepared.close()
