@@ -16,13 +16,13 @@ loops add); and, for the wire alone, round trips of the same observations to a s
 ``noop`` agent.
 
 The model: ``--checkpoint`` (any trained para-bench checkpoint), else ``--agent``'s default
-architecture with random weights and synthetic statistics, saved as a real checkpoint
-(the cost of a call does not depend on the weights; episodes then run to ``--max-steps``).
+architecture trained here for ``--train-steps`` steps on ``--demos`` oracle demos of the
+``in_dist`` train split (the cost of a call does not depend on how well it is trained).
 
 Usage: ``python benchmarks/serving_throughput.py [--agent para] [--checkpoint C]
-[--episodes 8] [--max-steps 120] [--calls 200]``. Prints tables and writes
-``benchmarks/results/serving_throughput.json``. Run it on a quiet machine; on a shared one,
-read the ratios.
+[--demos 2] [--train-steps 300] [--episodes 8] [--max-steps 120] [--calls 200]``. Prints
+tables and writes ``benchmarks/results/serving_throughput.json``. Run it on a quiet
+machine; on a shared one, read the ratios.
 """
 
 from __future__ import annotations
@@ -46,22 +46,21 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 SUITE, SPLIT, TASK = "in_dist", "test", "libero_spatial/0"
 
 
-def make_checkpoint(agent: str, folder: Path) -> str:
-    """``agent``'s default model with random weights and synthetic stats, as a checkpoint."""
-    from para_bench.models.checkpoint import save_checkpoint
-    from para_bench.models.stats import DatasetStats
-    from para_bench.models.zoo import load_model_class
-
-    rng = np.random.default_rng(0)
-    n = 200
-    quats = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)) + rng.normal(0, 0.05, (n, 4))
-    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
-    stats = DatasetStats.from_arrays(rng.normal([0, 0, 1.0], 0.1, (n, 3)), quats,
-                                     np.sign(rng.normal(size=n)))
-    cls = load_model_class(agent)
-    path = folder / f"{agent}_random.pt"
-    save_checkpoint(path, cls(cls.config_class(), stats), {"note": "random weights"})
-    return str(path)
+def make_checkpoint(args: argparse.Namespace, folder: Path) -> str:
+    """A small ``args.agent`` policy trained here: ``--demos`` oracle demos of the
+    ``in_dist`` train split (other scenes than the test plan's), ``--train-steps`` steps.
+    Untrained weights would predict targets outside the workspace (an agent error that ends
+    the episode at once), so even the cost benchmark needs a policy that moves sensibly."""
+    demos, ckpt = folder / "demos.hdf5", folder / f"{args.agent}.pt"
+    for cmd in (["collect", "--suite", SUITE, "--split", "train", "--tasks", TASK,
+                 "--episodes", str(args.demos), "--out", str(demos), "--quiet"],
+                ["train", "--agent", args.agent, "--data", str(demos), "--out", str(ckpt),
+                 "--steps", str(args.train_steps), "--threads", "1", "--quiet"]):
+        proc = subprocess.run([sys.executable, "-m", "para_bench.cli", *cmd],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.strip()[-2000:]}")
+    return str(ckpt)
 
 
 class Server:
@@ -237,7 +236,10 @@ def echo_latency(args: argparse.Namespace, size: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agent", default="para")
-    ap.add_argument("--checkpoint", default=None, help="default: random weights")
+    ap.add_argument("--checkpoint", default=None,
+                    help="default: train one here (--demos, --train-steps)")
+    ap.add_argument("--demos", type=int, default=2)
+    ap.add_argument("--train-steps", type=int, default=300)
     ap.add_argument("--episodes", type=int, default=8)
     ap.add_argument("--max-steps", type=int, default=120)
     ap.add_argument("--calls", type=int, default=200)
@@ -246,7 +248,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="serving_throughput_") as tmp:
-        ckpt = args.checkpoint or make_checkpoint(args.agent, Path(tmp))
+        ckpt = args.checkpoint or make_checkpoint(args, Path(tmp))
         latency = wire_latency(args, ckpt)
         latency["noop_round_trip"] = echo_latency(args, latency["image_size"])
         rows = [] if args.skip_throughput else throughput(args, ckpt, Path(tmp))
@@ -260,21 +262,23 @@ def main() -> None:
         print(f"  {name:<25} median {s['median_ms']:7.2f} ms   p95 {s['p95_ms']:7.2f} ms")
     if rows:
         print(f"\n{'setting':<15} {'workers':>7} {'wall s':>7} {'ep/hour':>8} {'vs (a)':>7} "
-              f"{'equal':>6}  server batches")
+              f"{'errors':>6} {'equal':>6}  server batches")
         for r in rows:
             s = r.get("server") or {}
             batches = (f"mean {s['batch_mean']:.2f}, max {s['batch_max']:.0f}; infer median "
                        f"{s['infer_median_ms']:.1f} ms, p95 {s['infer_p95_ms']:.1f} ms"
                        if s else "")
             print(f"{r['setting']:<15} {r['workers']:>7} {r['wall_s']:7.1f} "
-                  f"{r['episodes_per_hour']:8.0f} {r['vs_in_process_1']:6.2f}x "
+                  f"{r['episodes_per_hour']:8.0f} {r['vs_in_process_1']:6.2f}x {r['errors']:>6} "
                   f"{str(r['records_equal_in_process_1']):>6}  {batches}")
     for r in rows:
         r.pop("outcomes")
     out = Path(__file__).parent / "results" / "serving_throughput.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
-        "agent": args.agent, "checkpoint": args.checkpoint or "random weights",
+        "agent": args.agent,
+        "checkpoint": args.checkpoint or f"trained here: {args.demos} demos, "
+                                          f"{args.train_steps} steps",
         "suite": SUITE, "task": TASK, "episodes": args.episodes, "max_steps": args.max_steps,
         "cpu_count": os.cpu_count(), "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(), "wire_latency": latency, "throughput": rows,
