@@ -63,7 +63,6 @@ class Registry:
 
         def deco(obj: Callable) -> Callable:
             target = f"{obj.__module__}:{obj.__qualname__}"
-            self._scan_entry_points()  # a module its own entry point names stays "built-in"
             existing = self._entries.get(name)
             if existing and existing.target != target:
                 raise RegistryError(
@@ -93,6 +92,8 @@ class Registry:
                 )
             if existing is None:
                 self._entries[ep.name] = Entry(ep.name, source, ep.value)
+            elif existing.source == "in-process":  # imported before the scan: same target
+                existing.source = source
 
     def names(self) -> list[str]:
         self._scan_entry_points()
