@@ -45,6 +45,7 @@ from para_bench.envs.camera import (
 )
 from para_bench.envs.control import ControlConfig, execute_chunk
 from para_bench.envs.perturbations import CameraPerturbation, ObjectShift
+from para_bench.envs.physics import PHYSICS_LOOPS
 from para_bench.envs.tasks import get_task, load_init_states, validate_task
 from para_bench.types import ActionChunk, as_action_chunk
 
@@ -77,6 +78,9 @@ class LiberoEnv(gym.Env):
         record_steps: render after every control step and return those observations in
             ``info["step_observations"]`` from :meth:`step_chunk` (demo collection; costs
             one render per step).
+        physics: the control-step loop: ``"fast"`` (default; the same dynamics without
+            robosuite's per-substep overhead, see :mod:`para_bench.envs.physics`) or
+            ``"robosuite"`` (robosuite's own ``env.step``, for audits).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -96,6 +100,7 @@ class LiberoEnv(gym.Env):
         settle_steps: int = 10,
         render_mode: str | None = None,
         record_steps: bool = False,
+        physics: str = "fast",
         **control_kwargs: Any,
     ) -> None:
         validate_task(benchmark, task_id)
@@ -105,6 +110,8 @@ class LiberoEnv(gym.Env):
             raise ValueError(
                 f"render_quality must be one of {RENDER_QUALITIES}, got {render_quality!r}"
             )
+        if physics not in PHYSICS_LOOPS:
+            raise ValueError(f"physics must be one of {PHYSICS_LOOPS}, got {physics!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.task = get_task(benchmark, task_id)
@@ -113,6 +120,7 @@ class LiberoEnv(gym.Env):
         self.render_quality = render_quality
         self.camera_name = camera
         self.render_mode = render_mode
+        self.physics = physics
         self.record_steps = bool(record_steps)
         self._recorded: list[dict[str, np.ndarray]] = []
         self.settle_steps = int(settle_steps)
@@ -148,6 +156,11 @@ class LiberoEnv(gym.Env):
         self._render_gate = False
         self._gate_cameras()
         self._configure_renderer()
+        self._fast = None
+        if physics == "fast":
+            from para_bench.envs.physics import FastControlLoop
+
+            self._fast = FastControlLoop(self._rs, self._contract_observables())
 
         n = image_size
         box = lambda shape, lo=-np.inf, hi=np.inf, dt=np.float64: spaces.Box(lo, hi, shape, dt)  # noqa: E731
@@ -204,21 +217,35 @@ class LiberoEnv(gym.Env):
             ctx._set_mujoco_context_and_buffers()
             ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
+    def _contract_observables(self) -> list[str]:
+        """robosuite observables the observation contract reads, in robosuite's order."""
+        wanted = {f"{self.camera_name}_image", "robot0_joint_pos", "robot0_gripper_qpos"}
+        if self.use_depth:
+            wanted.add(f"{self.camera_name}_depth")
+        return [name for name in self._rs._observables if name in wanted]
+
     # ------------------------------------------------------------------ Controllable
+    def _physics_step(self, action: np.ndarray) -> bool:
+        """One control step of the simulator (25 substeps); returns LIBERO's success."""
+        if self._fast is not None:
+            return self._fast.step(action)
+        return bool(self._rs.step(action)[2])
+
     def _control_step(self, action: np.ndarray, render: bool) -> bool:
         render = render or self.record_steps
         self._render_gate = render
         try:
-            _, _, done, _ = self._rs.step(action)
+            done = self._physics_step(action)
         finally:
             self._render_gate = False
         self._steps += 1
         self._check_stable()
         if render:
-            self._last_obs = self._rs._get_observations()
+            self._last_obs = self._fast.observations() if self._fast is not None \
+                else self._rs._get_observations()
             if self.record_steps:
                 self._recorded.append(self._observation())
-        return bool(done)
+        return done
 
     def _check_stable(self) -> None:
         """Raises ``SimulationUnstable`` when the physics diverged (the episode is lost)."""
@@ -487,7 +514,7 @@ class LiberoEnv(gym.Env):
         self._steps = 0
         self._divergences_seen = _divergence_count(rs.sim.data._data)
         for _ in range(self.settle_steps):
-            rs.step(SETTLE_ACTION)
+            self._physics_step(SETTLE_ACTION)
 
     def _shift_names(self, shift: ObjectShift) -> list[str]:
         return list(shift.names) if shift.names else self.movable_objects()
