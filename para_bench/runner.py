@@ -45,6 +45,8 @@ class RunConfig:
         image_size: agent-view image side (agents may ask for their own).
         coverage: compute free-space coverage against the oracle's reference trajectory.
         video: ``none``, ``all``, ``failures``, or an integer N (first N episodes).
+        physics: the env's control-step loop, ``fast`` or ``robosuite`` (see
+            :mod:`para_bench.envs.physics`); recorded in the manifest with the rest.
     """
 
     agent: str
@@ -56,6 +58,7 @@ class RunConfig:
     image_size: int = 128
     coverage: bool = True
     video: str = "none"
+    physics: str = "fast"
 
 
 def checkpoint_sha(path: str | None) -> str | None:
@@ -121,7 +124,7 @@ class EnvPool:
                 benchmark=spec.benchmark, task_id=spec.task_id, image_size=key[2],
                 depth=key[3], render_quality=key[4], control=req.control or self.config.control,
                 zero_rotation=self.config.zero_rotation, max_steps=self.config.max_steps,
-                action_scale=self.config.action_scale,
+                action_scale=self.config.action_scale, physics=self.config.physics,
             )
             self._key = key
         return self._env

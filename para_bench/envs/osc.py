@@ -148,8 +148,11 @@ class OSCPose:
         torques += nullspace_torques(mass_matrix, nullspace_matrix,
                                      self.controller.initial_joint, joint_pos, joint_vel)
         gripper = self.gripper
-        gripper.current_action = np.clip(gripper.current_action + self._grip_step, -1.0, 1.0)
-        d.ctrl[self._arm_actuators] = np.clip(torques, self._torque_low, self._torque_high)
+        # np.clip's arithmetic (max, then min) without its Python wrappers
+        gripper.current_action = np.minimum(
+            np.maximum(gripper.current_action + self._grip_step, -1.0), 1.0)
+        d.ctrl[self._arm_actuators] = np.minimum(np.maximum(torques, self._torque_low),
+                                                 self._torque_high)
         d.ctrl[self._grip_actuators] = self._grip_bias + self._grip_weight * gripper.current_action
 
     def _read_state(self) -> tuple[np.ndarray, ...]:
@@ -164,7 +167,7 @@ class OSCPose:
         mujoco.mj_fullM(self.model, d, mass)
         return (ee_pos, ee_ori_mat, np.dot(jacp, d.qvel), np.dot(jacr, d.qvel),
                 np.array(d.qpos[self._qpos_index]), np.array(d.qvel[qvel_index]),
-                j_pos, j_ori, np.vstack([j_pos, j_ori]), mass[qvel_index, :][:, qvel_index])
+                j_pos, j_ori, np.concatenate([j_pos, j_ori]), mass[qvel_index, :][:, qvel_index])
 
     def _ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         d = self.data
