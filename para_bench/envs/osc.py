@@ -72,15 +72,17 @@ class OSCPose:
         self.model, self.data = sim.model._model, sim.data._data  # MuJoCo's own MjModel / MjData
         nv = self.model.nv
         self._site = sim.model.site_name2id(ctrl.eef_name)
-        self._qpos_index = list(ctrl.qpos_index)
-        self._qvel_index = list(ctrl.qvel_index)
+        self._qvel_index = list(ctrl.qvel_index)  # columns of 2-D arrays: robosuite's layout
+        self._qpos = _index(ctrl.qpos_index)
+        self._qvel = _index(ctrl.qvel_index)
         self._kp_pos, self._kp_ori = np.array(ctrl.kp[0:3]), np.array(ctrl.kp[3:6])
         self._kd_pos, self._kd_ori = ctrl.kd[0:3], ctrl.kd[3:6]
         low, high = robot.torque_limits
         self._torque_low, self._torque_high = np.array(low), np.array(high)
-        self._arm_actuators = list(robot._ref_joint_actuator_indexes)
-        self._grip_actuators = [sim.model.actuator_name2id(a) for a in self.gripper.actuators]
-        ctrl_range = sim.model.actuator_ctrlrange[self._grip_actuators]
+        self._arm_actuators = _index(robot._ref_joint_actuator_indexes)
+        grip_actuators = [sim.model.actuator_name2id(a) for a in self.gripper.actuators]
+        self._grip_actuators = _index(grip_actuators)
+        ctrl_range = sim.model.actuator_ctrlrange[grip_actuators]
         self._grip_bias = 0.5 * (ctrl_range[:, 1] + ctrl_range[:, 0])
         self._grip_weight = 0.5 * (ctrl_range[:, 1] - ctrl_range[:, 0])
         self._arm_dim = ctrl.control_dim
@@ -144,7 +146,7 @@ class OSCPose:
             mass_matrix, j_full, j_pos, j_ori)
         wrench = np.concatenate([np.dot(lambda_pos, desired_force),
                                  np.dot(lambda_ori, desired_torque)])
-        torques = np.dot(j_full.T, wrench) + d.qfrc_bias[self._qvel_index]
+        torques = np.dot(j_full.T, wrench) + d.qfrc_bias[self._qvel]
         torques += nullspace_torques(mass_matrix, nullspace_matrix,
                                      self.controller.initial_joint, joint_pos, joint_vel)
         gripper = self.gripper
@@ -166,9 +168,17 @@ class OSCPose:
         mass = self._full_mass
         mujoco.mj_fullM(self.model, d, mass)
         return (ee_pos, ee_ori_mat, np.dot(jacp, d.qvel), np.dot(jacr, d.qvel),
-                np.array(d.qpos[self._qpos_index]), np.array(d.qvel[qvel_index]),
+                np.array(d.qpos[self._qpos]), np.array(d.qvel[self._qvel]),
                 j_pos, j_ori, np.concatenate([j_pos, j_ori]), mass[qvel_index, :][:, qvel_index])
 
     def _ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         d = self.data
         return np.array(d.site_xpos[self._site]), np.array(d.site_xmat[self._site].reshape(3, 3))
+
+
+def _index(indexes) -> slice | list[int]:
+    """A slice for contiguous ascending indexes (a view of the same values), else a list."""
+    indexes = [int(i) for i in indexes]
+    if indexes and indexes == list(range(indexes[0], indexes[0] + len(indexes))):
+        return slice(indexes[0], indexes[0] + len(indexes))
+    return indexes
