@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import inspect
 import io
 import os
 import pstats
@@ -33,26 +32,19 @@ def _print_top(prof: cProfile.Profile, title: str, top: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=160, help="control steps per profile")
-    ap.add_argument("--physics", nargs="+", default=None,
+    ap.add_argument("--physics", nargs="+", default=None, choices=("fast", "robosuite"),
                     help="LiberoEnv physics loops to profile (default: every one)")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
 
     from para_bench.envs.libero_env import LiberoEnv
+    from para_bench.envs.physics import PHYSICS_LOOPS
 
-    kwargs = {}
-    loops = [None]
-    if "physics" in inspect.signature(LiberoEnv).parameters:
-        from para_bench.envs.libero_env import PHYSICS_LOOPS
-
-        loops = args.physics or list(PHYSICS_LOOPS)
     rng = np.random.default_rng(0)
     chunks = rng.uniform(-0.3, 0.3, (args.steps // 8, 8, 7))
     chunks[..., 6] = -1.0
-    for loop in loops:
-        if loop is not None:
-            kwargs = {"physics": loop}
-        env = LiberoEnv("libero_spatial", 0, image_size=128, max_steps=10**6, **kwargs)
+    for loop in args.physics or PHYSICS_LOOPS:
+        env = LiberoEnv("libero_spatial", 0, image_size=128, max_steps=10**6, physics=loop)
         env.reset(seed=0, options={"init_state": 0})
         env.step_chunk(chunks[0])  # warm-up
         prof = cProfile.Profile()
@@ -60,9 +52,9 @@ def main() -> None:
         for chunk in chunks:
             env.step_chunk(chunk)
         prof.disable()
-        _print_top(prof, f"LiberoEnv physics={loop or 'robosuite'}: {len(chunks) * 8} delta "
-                         "steps, chunks of 8, one render per chunk", args.top)
-        if loop in (None, "robosuite"):
+        _print_top(prof, f"LiberoEnv physics={loop}: {len(chunks) * 8} delta steps, chunks "
+                         "of 8, one render per chunk", args.top)
+        if loop == "robosuite":
             rs = env._rs
             prof = cProfile.Profile()
             prof.enable()

@@ -144,3 +144,21 @@ def test_stage_tracker_counts_approach_and_grasp():
     lifted = np.array([0, 0, 0.1, 0, 0, 0, 1.0])
     tracker.update({"object_poses": {"bowl": lifted}, "eef_trajectory": [[0, 0, 0.12]]})
     assert tracker.stage(False) == "grasped" and tracker.stage(True) == "placed"
+
+
+def test_physics_loop_reaches_the_env_and_the_manifest(tmp_path):
+    envs = []
+
+    def factory(**kw):
+        envs.append(FakeEnv(**kw))
+        return envs[-1]
+
+    plan = get_suite("in_dist").plan("test", episodes=1)
+    for physics in ("robosuite", "fast"):
+        run_plan(plan, RunConfig(agent="test_forward", coverage=False, max_steps=40,
+                                 physics=physics),
+                 tmp_path / physics, env_factory=factory, progress=False)
+        manifest = json.loads((tmp_path / physics / "manifest.json").read_text())
+        assert manifest["config"]["physics"] == physics
+        assert envs[-1].kwargs["physics"] == physics
+    assert RunConfig(agent="x").physics == "fast"

@@ -177,3 +177,18 @@ def test_observed_orientation_is_the_controlled_frame(spatial0):
     after, *_ = spatial0.step_chunk(chunk)
     r0, r1 = (quat_xyzw_to_mat(o["eef_quat_xyzw"]) for o in (obs, after))
     assert np.degrees(np.arccos(np.clip((np.trace(r0.T @ r1) - 1) / 2, -1, 1))) < 1.0
+
+
+def test_record_steps_renders_and_returns_every_step(spatial0):
+    spatial0.reset(seed=0, options={"init_state": 0})
+    spatial0.record_steps = True
+    try:
+        obs, _, _, _, info = spatial0.step_chunk(np.tile([0, 0.5, 0, 0, 0, 0, 1], (3, 1)))
+    finally:
+        spatial0.record_steps = False
+    steps = info["step_observations"]
+    assert len(steps) == 3
+    assert np.allclose([s["eef_pos"] for s in steps], info["eef_trajectory"])
+    assert np.array_equal(steps[-1]["rgb"], obs["rgb"])
+    assert np.abs(steps[0]["rgb"].astype(int) - steps[-1]["rgb"]).sum() > 0  # a new frame each
+    assert steps[0]["gripper_qpos"][0] != steps[-1]["gripper_qpos"][0]  # fingers moving

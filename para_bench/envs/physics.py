@@ -40,18 +40,21 @@ class FastControlLoop:
         observables: names of the observables to keep updated every substep (the rest are
             refreshed only by forced updates such as ``_get_observations(force_update=True)``).
 
+    robosuite's episode bookkeeping (``horizon`` / ``done``) is not reproduced: the env must
+    be built with ``ignore_done=True`` (``LiberoEnv`` counts its own steps).
+
     Raises:
-        UnsupportedController: the robot is not driven by OSC_POSE + Panda gripper.
+        UnsupportedController: the robot is not driven by OSC_POSE + Panda gripper, or the
+            env ends episodes itself (``ignore_done=False``).
     """
 
     def __init__(self, env, observables: Sequence[str]) -> None:
         import mujoco
 
-        from para_bench.envs.osc import OSCPose
+        from para_bench.envs.osc import OSCPose, UnsupportedController
 
-        if len(env.robots) != 1:
-            raise ValueError("fast physics drives exactly one robot")
-        self._new_osc = OSCPose
+        if len(env.robots) != 1 or not env.ignore_done:
+            raise UnsupportedController("fast physics drives one robot, with ignore_done=True")
         self._step1, self._step2 = mujoco.mj_step1, mujoco.mj_step2
         self.env = env
         self._observables = [env._observables[name] for name in observables]
@@ -64,7 +67,7 @@ class FastControlLoop:
         env = self.env
         robot = env.robots[0]
         if not self._osc.bound_to(robot):  # robosuite builds a new controller at each reset
-            self._osc = self._new_osc(robot)
+            self._osc = type(self._osc)(robot)
         osc = self._osc
         m, d = osc.model, osc.data
         observables, obs_cache, dt = self._observables, env._obs_cache, env.model_timestep
@@ -96,9 +99,12 @@ class ContactTable:
     """
 
     def __init__(self, env) -> None:
+        from robosuite.models.base import MujocoModel
+
         self.env = env
+        self._model_class = MujocoModel
         self._model = None
-        self._masks: dict[int, np.ndarray] = {}
+        self._masks: dict[int, tuple[object, np.ndarray]] = {}  # id(object model) -> mask
 
     def check_success(self) -> bool:
         """``env._check_success()`` with the fast contact test installed for the call."""
@@ -129,14 +135,13 @@ class ContactTable:
         cached = self._masks.get(key)
         if cached is not None and cached[0] is geoms:
             return cached[1]
+        is_model = isinstance(geoms, self._model_class)
         if isinstance(geoms, str):
             names = [geoms]
-        elif hasattr(geoms, "contact_geoms"):
-            names = geoms.contact_geoms
         else:
-            names = list(geoms)
+            names = geoms.contact_geoms if is_model else geoms
         wanted = set(names)  # geom g belongs when robosuite's name for it is listed
         mask = np.array([model.geom_id2name(g) in wanted for g in range(model.ngeom)])
-        if not isinstance(geoms, str | list):  # models are long-lived: cache them
+        if is_model:  # object models live as long as the scene: build their table once
             self._masks[key] = (geoms, mask)
         return mask
