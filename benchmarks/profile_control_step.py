@@ -62,7 +62,7 @@ def main() -> None:
                 for a in chunk:
                     rs.step(a)
             prof.disable()
-            _print_top(prof, f"robosuite env.step (renders its camera each step): "
+            _print_top(prof, f"robosuite env.step called directly (camera gated off): "
                              f"{len(chunks) * 8} steps", args.top)
         env.close()
 
