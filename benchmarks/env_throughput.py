@@ -85,7 +85,7 @@ def _end_to_end_rows(episodes: int, episode_steps: int) -> dict[str, float]:
     from policy_latency import random_policy_agent
 
     from para_bench.envs.libero_env import LiberoEnv
-    from para_bench.runner import run_episode
+    from para_bench.evaluation.episode import run_episode
     from para_bench.suites import get_suite
 
     torch.set_num_threads(1)
@@ -104,7 +104,7 @@ def _end_to_end_rows(episodes: int, episode_steps: int) -> dict[str, float]:
             t0 = time.perf_counter()
             out = run_episode(env, agent, spec)
             seconds[physics] += time.perf_counter() - t0
-            steps[physics] += out["steps"]
+            steps[physics] += out.steps
     for env in envs.values():
         env.close()
     return {f"f_end_to_end_para_{p}": steps[p] / seconds[p] for p in envs}

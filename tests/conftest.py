@@ -18,7 +18,8 @@ if str(ROOT) not in sys.path:  # tests.* helpers import the same way under any p
 def spatial0(request):
     """A real libero_spatial task 0 environment (128 px, depth), shared by the sim tests.
 
-    Parametrized over the two physics loops: every test that uses it runs on both.
+    Parametrized over the two physics loops: every test that uses it runs on both, unless
+    it narrows the params (``parametrize("spatial0", ["fast"], indirect=True)``).
     """
     import gymnasium as gym
 

@@ -92,4 +92,5 @@ def load_policy(path: str | Path, expect: str | None = None,
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path}: weights do not fit the {payload['model']} "
                               f"model ({str(e).splitlines()[0][:160]})") from None
+    model.train_info = dict(payload.get("train") or {})
     return model.to(device).eval()

@@ -28,7 +28,13 @@ import torch
 from para_bench.models import geometry
 from para_bench.models.base import PolicyModel, add_bin_targets
 from para_bench.models.checkpoint import save_checkpoint
-from para_bench.training.dataset import Demo, DemoData, FrameDataset, compute_stats
+from para_bench.training.dataset import (
+    Demo,
+    DemoData,
+    FrameDataset,
+    compute_stats,
+    demo_scene_ids,
+)
 
 
 def _collate(ds: FrameDataset, idx: list[int], device: torch.device) -> dict[str, torch.Tensor]:
@@ -119,6 +125,8 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
         "lr": lr, "seed": seed, "device": device,
         "n_params": sum(p.numel() for p in model.parameters()),
         "rotation_explained_variance": stats.rot_explained_variance,
+        # every scene of the data file (held-out demos included): `run` refuses them
+        "train_scene_ids": demo_scene_ids(data),
     }
     curve: list[dict[str, float]] = []
     t0 = time.time()
