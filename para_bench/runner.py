@@ -100,7 +100,7 @@ def run_identity(plan: list[EpisodeSpec], config: RunConfig, req: AgentRequireme
         "action_scale": config.action_scale,
         "image_size": s["image_size"],
         "render_quality": s["render_quality"],
-        "physics": getattr(config, "physics", "robosuite"),
+        "physics": getattr(config, "physics", None),
         "control_path_version": CONTROL_PATH_VERSION,
         "allow_train_scenes": config.allow_train_scenes,
         "record_format": RECORD_FORMAT_VERSION,
