@@ -26,6 +26,8 @@ demo: install
 
 test: install
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e examples/para_bench_hello
+# openpi-client pins numpy < 2: installed without its dependencies, to test against it
+	$(BIN)/python -m pip install -q --no-deps "openpi-client==0.1.2"
 	$(BIN)/ruff check para_bench tests benchmarks examples
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

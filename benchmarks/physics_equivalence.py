@@ -11,12 +11,13 @@ placement jitter at every reset from the seed, so the scenes are the same):
 
 After every control step it records the simulator's own state (``qpos``, ``qvel``), the
 EEF (grip site), every object's and fixture's position, LIBERO's success, and whether the
-robot touches anything but itself; after every chunk the agent-view frame. It reports the
-largest deviations over all steps and before the robot's first contact in each episode,
-the steps whose success differs, and whether every frame is bit-identical.
+robot touches anything but itself; after every chunk the whole observation (agent-view
+frame, wrist frame with ``--wrist``, proprioception). It reports the largest deviations
+over all steps and before the robot's first contact in each episode, the steps whose
+success differs, and whether every observation is bit-identical.
 
 Usage: ``python benchmarks/physics_equivalence.py [--tasks libero_spatial/0 ...]
-[--drivers oracle random] [--steps 600]``. Prints a table and writes
+[--drivers oracle random] [--steps 600] [--wrist]``. Prints a table and writes
 ``benchmarks/results/physics_equivalence.json``. ``tests/test_sim_physics.py`` runs a
 reduced version.
 """
@@ -49,7 +50,7 @@ class Rollout:
     success: list = field(default_factory=list)
     touching: list = field(default_factory=list)  # robot in contact with something else
     episode: list = field(default_factory=list)  # episode index of each step
-    frames: list = field(default_factory=list)
+    observations: list = field(default_factory=list)  # after every chunk
 
 
 def _robot_geoms(env) -> np.ndarray:
@@ -95,7 +96,7 @@ def rollout(env, driver: str, steps: int, seed: int = 0, options: dict | None = 
             done = False
             while not done:
                 obs, _, terminated, truncated, info = env.step_chunk(agent.act(obs, info))
-                out.frames.append(obs["rgb"])
+                out.observations.append(obs)
                 done = terminated or truncated
             episode += 1
     finally:
@@ -132,23 +133,27 @@ def compare(a: Rollout, b: Rollout) -> dict:
         "max_qpos": worst(qpos), "max_qvel": worst(qvel),
         "success_steps_differ": int(np.sum(np.array(a.success[:n]) != np.array(b.success[:n]))),
         "successes": int(np.sum(a.success[:n])),
-        "frames": len(a.frames),
-        "frames_identical": len(a.frames) == len(b.frames) and all(
-            np.array_equal(x, y) for x, y in zip(a.frames, b.frames, strict=True)),
+        "observations": len(a.observations),
+        "observations_identical": len(a.observations) == len(b.observations) and all(
+            x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+            for x, y in zip(a.observations, b.observations, strict=True)),
         "bit_identical": bool(qpos.max(initial=0) == 0 and qvel.max(initial=0) == 0),
     }
 
 
 def compare_loops(task: str, driver: str, steps: int, seed: int = 0,
-                  options: dict | None = None, image_size: int = 64) -> dict:
-    """Runs ``driver`` on both physics loops of ``task``; returns :func:`compare`'s dict."""
+                  options: dict | None = None, image_size: int = 64,
+                  wrist: bool = False) -> dict:
+    """Runs ``driver`` on both physics loops of ``task``; returns :func:`compare`'s dict
+    (``observations_identical``: every observation after every chunk, all keys, bit for bit)."""
     from para_bench.envs.libero_env import LiberoEnv
     from para_bench.envs.tasks import parse_task
 
     bench, task_id = parse_task(task)
     runs = {}
     for physics in ("robosuite", "fast"):
-        env = LiberoEnv(bench, task_id, image_size=image_size, control="servo", physics=physics)
+        env = LiberoEnv(bench, task_id, image_size=image_size, control="servo", physics=physics,
+                        wrist=wrist)
         try:
             runs[physics] = rollout(env, driver, steps, seed, options)
         finally:
@@ -163,17 +168,18 @@ def main() -> None:
                     choices=("oracle", "random"))
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--wrist", action="store_true", help="also render the wrist camera")
     args = ap.parse_args()
 
     rows = []
     head = (f"{'task':<18} {'driver':<7} {'steps':>5} {'eps':>3} {'free':>5} {'EEF free':>9} "
             f"{'obj free':>9} {'EEF all':>9} {'obj all':>9} {'qpos':>9} {'qvel':>9} "
-            f"{'succ':>4} {'diff':>4} frames")
+            f"{'succ':>4} {'diff':>4} observations")
     print(head)
     for task in args.tasks:
         for driver in args.drivers:
             try:
-                r = compare_loops(task, driver, args.steps, args.seed)
+                r = compare_loops(task, driver, args.steps, args.seed, wrist=args.wrist)
             except ValueError as e:  # the oracle handles (on X Y) / (in X Y) goals only
                 print(f"{task:<18} {driver:<7} skipped: {e}", flush=True)
                 continue
@@ -183,7 +189,8 @@ def main() -> None:
                   f"{r['max_object_free_m']:>9.2e} {r['max_eef_m']:>9.2e} "
                   f"{r['max_object_m']:>9.2e} {r['max_qpos']:>9.2e} {r['max_qvel']:>9.2e} "
                   f"{r['successes']:>4} {r['success_steps_differ']:>4} "
-                  f"{'identical' if r['frames_identical'] else 'DIFFER'} ({r['frames']})",
+                  f"{'identical' if r['observations_identical'] else 'DIFFER'} "
+                  f"({r['observations']})",
                   flush=True)
     out = Path(__file__).parent / "results" / "physics_equivalence.json"
     out.parent.mkdir(exist_ok=True)

@@ -1,4 +1,4 @@
-"""``para-bench``: list, run, collect, train, table, plot, compare.
+"""``para-bench``: list, run, collect, train, table, plot, compare, serve.
 
 Bad input prints one line (``para-bench: error: ...``) and exits with code 2; set
 ``PARA_BENCH_DEBUG=1`` for full tracebacks.
@@ -16,6 +16,13 @@ from pathlib import Path
 from para_bench.envs.physics import PHYSICS_LOOPS
 from para_bench.errors import StartupError
 from para_bench.models.zoo import MODELS
+from para_bench.serving.commands import (
+    add_remote_arguments,
+    add_serve_parser,
+    cmd_serve,
+    redact_secrets,
+    remote_agent_kwargs,
+)
 
 CONTROL_MODES = ("delta", "servo", "teleport")
 POLICY_NAMES = tuple(MODELS)
@@ -81,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--physics", choices=PHYSICS_LOOPS, default="fast",
                      help="control-step loop: fast (default) or robosuite's own (audits)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_remote_arguments(run)
 
     col = sub.add_parser("collect", help="record oracle demos on a suite split (HDF5)")
     col.add_argument("--suite", required=True, help="suite name or path to a suite .json")
@@ -129,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("paths", nargs="+")
     cmp_.add_argument("--a", required=True, help="agent A")
     cmp_.add_argument("--b", required=True, help="agent B")
+    add_serve_parser(sub)
     return p
 
 
@@ -180,6 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent_kwargs["checkpoint"] = args.checkpoint
     if args.episode_timeout is not None and not args.episode_timeout > 0:
         raise UsageError(f"--episode-timeout must be positive, got {args.episode_timeout}")
+    agent_kwargs.update(remote_agent_kwargs(args))  # --agent remote: is the server there?
     plan = suite.plan(args.split, tasks=tasks, episodes=args.episodes, seed=args.seed)
     config = RunConfig(agent=args.agent, agent_kwargs=agent_kwargs, control=args.control,
                        zero_rotation=args.zero_rotation, max_steps=args.max_steps,
@@ -200,7 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"para-bench: {args.agent} on {suite.name}/{args.split}: {len(plan)} episodes -> {out}",
           file=sys.stderr)
     t0 = time.time()
-    run_plan(plan, config, out, command=["para-bench", *sys.argv[1:]], progress=not args.quiet,
+    command = ["para-bench", *redact_secrets(sys.argv[1:])]  # no API key in the manifest
+    run_plan(plan, config, out, command=command, progress=not args.quiet,
              workers=args.workers, episode_timeout=args.episode_timeout,
              executor=args.executor, ray_address=args.ray_address,
              retry_errors=args.retry_errors, prepared=prepared)
@@ -332,7 +343,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "collect": cmd_collect, "train": cmd_train,
-            "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare}
+            "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,6 +92,8 @@ class Registry:
                 )
             if existing is None:
                 self._entries[ep.name] = Entry(ep.name, source, ep.value)
+            elif existing.source == "in-process":  # imported before the scan: same target
+                existing.source = source
 
     def names(self) -> list[str]:
         self._scan_entry_points()

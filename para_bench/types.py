@@ -227,6 +227,9 @@ class EpisodeRecord:
             manifest holds the identity itself).
         train_scene: the episode's scene is one the checkpoint was trained on (only with
             ``--allow-train-scenes``; None when the checkpoint's scenes are unknown).
+        policy: where a remote policy ran (``--agent remote``): ``format`` (``para-bench``
+            or ``openpi-libero``), ``url``, and what the server said it serves; None for
+            agents in this process.
     """
 
     episode_id: str
@@ -247,6 +250,7 @@ class EpisodeRecord:
     fault: str | None = None
     run_id: str | None = None
     train_scene: bool | None = None
+    policy: dict | None = None
     format: int = RECORD_FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -29,6 +29,7 @@ class AgentRequirements:
         image_size: image side the agent expects (None: the run's default).
         control: the control mode its chunks are meant for (None: the run's choice).
         render_quality: ``"fast"`` or ``"libero"`` (images like LIBERO's own data).
+        wrist: also needs ``obs["wrist_rgb"]``, the wrist camera (rendered only if asked).
     """
 
     privileged: bool = False
@@ -36,6 +37,7 @@ class AgentRequirements:
     image_size: int | None = None
     control: str | None = None
     render_quality: str | None = None
+    wrist: bool = False
 
 
 @dataclass(frozen=True)

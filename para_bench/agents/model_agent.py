@@ -12,6 +12,7 @@ videos. The agent never touches the simulator.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from typing import Any, ClassVar
 
@@ -116,7 +117,24 @@ class ModelAgent(BaseAgent):
         import torch
 
         with torch.no_grad():
-            pred = self.model.predict(self._batch(obs))
+            pred = self.model.predict(self.prepare(obs))
+        return self.finish(obs, pred)
+
+    # The batched path of ``para-bench serve``: ``act`` split in two around the forward pass,
+    # so that one ``model.predict`` can serve the batches of several agents stacked.
+    def spawn(self) -> ModelAgent:
+        """Another agent sharing this one's loaded model, with its own episode state."""
+        other = copy.copy(self)
+        other._history = deque(maxlen=self.config.history)
+        other._eef_start = None
+        return other
+
+    def prepare(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The model's input for one observation (batch size 1); advances the episode state."""
+        return self._batch(obs)
+
+    def finish(self, obs: dict[str, np.ndarray], pred: dict[str, Any]) -> ActionChunk:
+        """The chunk for ``obs`` from ``model.predict``'s output for it (batch size 1)."""
         c = self.config
         n = min(c.n_exec, c.n_window)
         points = pred["xyz"][0, :n].cpu().numpy().astype(np.float64)

@@ -12,7 +12,11 @@ Observation keys (numpy): ``rgb`` (H, W, 3) uint8 upright; ``depth`` (H, W) floa
 along the optical axis (when ``depth=True``); ``intrinsics`` (3, 3); ``extrinsics`` (4, 4)
 world -> camera, OpenCV axes; ``eef_pos`` (3,) and ``eef_quat_xyzw`` (4,) of the grip site
 between the fingertips (the frame the controller steers); ``gripper_qpos`` (2,);
-``joint_pos`` (7,). See :mod:`para_bench.envs.camera` for the conventions.
+``joint_pos`` (7,); ``robosuite_eef_pos`` (3,) and ``robosuite_eef_quat_xyzw`` (4,), robosuite's
+own ``robot0_eef_pos`` / ``robot0_eef_quat`` (the hand body's orientation, not the grip
+site's: the state openpi's LIBERO policies read); ``wrist_rgb`` (H, W, 3) uint8 upright, the
+wrist camera ``robot0_eye_in_hand`` (only when ``wrist=True``: it costs a render). See
+:mod:`para_bench.envs.camera` for the conventions.
 
 ``info``: ``instruction``, ``task``, ``success``, ``steps``, ``object_poses`` (name ->
 position (3) + quaternion xyzw (4), privileged), ``goal`` (BDDL goal predicates,
@@ -54,6 +58,7 @@ from para_bench.envs.tasks import get_task, load_init_states, validate_task
 from para_bench.types import ActionChunk, as_action_chunk
 
 RENDER_QUALITIES = ("fast", "libero")
+WRIST_CAMERA = "robot0_eye_in_hand"
 SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1.0])
 RESET_OPTIONS = {"init_state", "placement_seed", "camera", "objects"}
 
@@ -76,6 +81,7 @@ class LiberoEnv(gym.Env):
         task_id: task index in LIBERO's default order.
         image_size: side of the square agent-view image in pixels.
         depth: also return ``depth`` in metres.
+        wrist: also return ``wrist_rgb``, the wrist camera (same size, same render gate).
         render_quality: ``"fast"`` (default) or ``"libero"`` (see module docstring).
         camera: the MuJoCo camera that gives ``rgb`` (LIBERO's ``agentview``).
         control: default control mode for chunks (``delta``, ``servo``, ``teleport``).
@@ -110,6 +116,7 @@ class LiberoEnv(gym.Env):
         render_mode: str | None = None,
         record_steps: bool = False,
         physics: str = "fast",
+        wrist: bool = False,
         **control_kwargs: Any,
     ) -> None:
         validate_task(benchmark, task_id)
@@ -128,6 +135,8 @@ class LiberoEnv(gym.Env):
         self.use_depth = bool(depth)
         self.render_quality = render_quality
         self.camera_name = camera
+        self.wrist = bool(wrist)
+        self._cameras = [camera] + ([WRIST_CAMERA] if self.wrist else [])
         self.render_mode = render_mode
         self.physics = physics
         self.record_steps = bool(record_steps)
@@ -149,7 +158,7 @@ class LiberoEnv(gym.Env):
 
         self._libero = OffScreenRenderEnv(
             bddl_file_name=self.task.bddl_path,
-            camera_names=[camera],
+            camera_names=self._cameras,
             camera_heights=image_size,
             camera_widths=image_size,
             camera_depths=self.use_depth,
@@ -187,8 +196,12 @@ class LiberoEnv(gym.Env):
             "gripper_qpos": box((2,)),
             "joint_pos": box((7,)),
         }
+        obs_spaces["robosuite_eef_pos"] = box((3,))
+        obs_spaces["robosuite_eef_quat_xyzw"] = box((4,), -1.0, 1.0)
         if self.use_depth:
             obs_spaces["depth"] = box((n, n), 0.0, np.inf, np.float32)
+        if self.wrist:
+            obs_spaces["wrist_rgb"] = spaces.Box(0, 255, (n, n, 3), np.uint8)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
 
@@ -207,21 +220,21 @@ class LiberoEnv(gym.Env):
     def _gate_cameras(self) -> None:
         """Wraps robosuite's camera sensors so they render only while the gate is open."""
         stub = np.zeros((self.image_size, self.image_size, 3), np.uint8)
-        name = f"{self.camera_name}_image"
-        observable = self._rs._observables[name]
-        real = observable._sensor
+        for camera in self._cameras:
+            observable = self._rs._observables[f"{camera}_image"]
+            real = observable._sensor
 
-        def gated(obs_cache: dict) -> np.ndarray:
-            if not self._render_gate:
-                return stub
-            # robosuite renders into whichever GL context is current; with two
-            # environments in one process (an agent's and the oracle reference's) that is
-            # often the other one's, giving subtly wrong, non-deterministic pixels
-            self._rs.sim._render_context_offscreen.gl_ctx.make_current()
-            return real(obs_cache)
+            def gated(obs_cache: dict, real=real) -> np.ndarray:
+                if not self._render_gate:
+                    return stub
+                # robosuite renders into whichever GL context is current; with two
+                # environments in one process (an agent's and the oracle reference's) that
+                # is often the other one's, giving subtly wrong, non-deterministic pixels
+                self._rs.sim._render_context_offscreen.gl_ctx.make_current()
+                return real(obs_cache)
 
-        gated.__modality__ = getattr(real, "__modality__", "image")
-        observable._sensor = gated
+            gated.__modality__ = getattr(real, "__modality__", "image")
+            observable._sensor = gated
 
     def _configure_renderer(self) -> None:
         """Applies the render quality to the offscreen context (created once: soft resets)."""
@@ -239,8 +252,10 @@ class LiberoEnv(gym.Env):
             ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
     def _contract_observables(self) -> list[str]:
-        """robosuite observables the observation contract reads, in robosuite's order."""
-        wanted = {f"{self.camera_name}_image", "robot0_joint_pos", "robot0_gripper_qpos"}
+        """robosuite observables :meth:`_observation` reads, in robosuite's order (the fast
+        physics loop keeps only these up to date)."""
+        wanted = {f"{camera}_image" for camera in self._cameras}
+        wanted |= {"robot0_joint_pos", "robot0_gripper_qpos", "robot0_eef_pos", "robot0_eef_quat"}
         if self.use_depth:
             wanted.add(f"{self.camera_name}_depth")
         return [name for name in self._rs._observables if name in wanted]
@@ -518,7 +533,11 @@ class LiberoEnv(gym.Env):
             "eef_quat_xyzw": mat_to_quat_xyzw(self._eef_rotmat()),
             "gripper_qpos": np.asarray(raw["robot0_gripper_qpos"], dtype=np.float64),
             "joint_pos": np.asarray(raw["robot0_joint_pos"], dtype=np.float64),
+            "robosuite_eef_pos": np.asarray(raw["robot0_eef_pos"], dtype=np.float64),
+            "robosuite_eef_quat_xyzw": np.asarray(raw["robot0_eef_quat"], dtype=np.float64),
         }
+        if self.wrist:
+            obs["wrist_rgb"] = np.ascontiguousarray(raw[f"{WRIST_CAMERA}_image"][::-1])
         if self.use_depth:
             model = self._rs.sim.model
             extent = model.stat.extent

@@ -1,5 +1,5 @@
-"""``EnvPool``: one environment per (task, image size, depth, render quality), reused across
-episodes and rebuilt after a simulator fault."""
+"""``EnvPool``: one environment per (task, image size, depth, render quality, control, wrist
+camera), reused across episodes and rebuilt after a simulator fault."""
 
 from __future__ import annotations
 
@@ -51,15 +51,16 @@ class EnvPool:
         """
         s = effective_settings(self.config, req)
         key = (spec.benchmark, spec.task_id, s["image_size"], s["depth"], s["render_quality"],
-               s["control"])
+               s["control"], bool(req.wrist))
         if key != self._key:
             self.close()
             try:
                 self._env = self.env_factory(
                     benchmark=spec.benchmark, task_id=spec.task_id, image_size=s["image_size"],
                     depth=s["depth"], render_quality=s["render_quality"], control=s["control"],
-                    zero_rotation=self.config.zero_rotation, max_steps=self.config.max_steps,
-                    action_scale=self.config.action_scale, physics=self.config.physics,
+                    wrist=bool(req.wrist), zero_rotation=self.config.zero_rotation,
+                    max_steps=self.config.max_steps, action_scale=self.config.action_scale,
+                    physics=self.config.physics,
                 )
             except Exception as e:  # noqa: BLE001 - any construction failure is the env's
                 raise EnvBuildError(f"environment {spec.task} could not be built: "

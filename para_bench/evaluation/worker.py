@@ -144,6 +144,7 @@ class EpisodeWorker:
         if out is None:
             record = error_record(spec, self.config, error or "", fault or "worker", status)
             record.checkpoint_sha, record.wall_time_s = self.ckpt_sha, wall
+            record.policy = getattr(self.agent, "policy_record", None)
             return record
         image_size = effective_settings(self.config, self.req)["image_size"]
         m = episode_metrics(out, self._reference.get(spec.episode_id), image_size)
@@ -154,6 +155,7 @@ class EpisodeWorker:
             status=status, success=bool(out.success), steps=int(out.steps), metrics=m,
             checkpoint=self.ckpt, checkpoint_sha=self.ckpt_sha, error=None, fault=None,
             eef_trajectory=np.round(out.traj, 5).tolist(), wall_time_s=wall,
+            policy=getattr(self.agent, "policy_record", None),  # remote agents: where it ran
         )
 
     def __enter__(self) -> EpisodeWorker:

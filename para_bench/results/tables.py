@@ -12,7 +12,9 @@ Rows are keyed by the full identity of what produced them, never by a file name:
 from a checkpoint, and, in parentheses, every run setting that differs from the defaults
 (control mode as executed -- ``servo+teleport`` when an agent switched chunks to
 ``teleport`` in a ``servo`` run -- max steps, action scale, image size, zero rotation,
-render quality, physics loop, agent arguments, training scenes allowed).
+render quality, physics loop, agent arguments, training scenes allowed). A remote policy
+(``--agent remote``) is labelled by what the server serves: ``remote:<agent>[<checkpoint
+sha256 prefix>]``, or ``remote:<format>@<host:port>`` for servers that are not para-bench's.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 from collections.abc import Iterable, Sequence
 from numbers import Real
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -92,6 +95,19 @@ def run_label(agent: str, checkpoint: str | None, checkpoint_sha: str | None,
     return f"{label} ({', '.join(parts)})" if parts else label
 
 
+#: Remote agents' arguments already named by their label (or that change no outcome).
+REMOTE_LABELLED_ARGS = ("policy_url", "policy_format", "served", "timeout")
+
+
+def remote_label(policy: dict) -> str:
+    """The label of a remote policy's records: what the server said it serves."""
+    server = policy.get("server") or {}
+    if policy.get("format") == "para-bench" and server.get("agent"):
+        sha = server.get("checkpoint_sha")
+        return f"remote:{server['agent']}" + (f"[{sha[:8]}]" if sha else "")
+    return f"remote:{policy.get('format')}@{urlparse(policy.get('url', '')).netloc}"
+
+
 def _identity(manifest: dict) -> dict:
     """A run's identity; manifests of older runs only had the config."""
     if "identity" in manifest:
@@ -124,10 +140,15 @@ def records_frame(run_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> 
         modes = {m for r in records for m in ((r.metrics or {}).get("control_modes") or {})}
         for rec in records:
             metrics = _flatten(rec.metrics or {})
+            label_args = (rec.agent, rec.checkpoint, rec.checkpoint_sha, identity)
+            if rec.policy:
+                args = {k: v for k, v in (identity.get("agent_args") or {}).items()
+                        if k not in REMOTE_LABELLED_ARGS}
+                label_args = (remote_label(rec.policy), None, None,
+                              {**identity, "agent_args": args})
             row: dict = {
                 "run": str(Path(run_dir)),
-                "agent": run_label(rec.agent, rec.checkpoint, rec.checkpoint_sha, identity,
-                                   modes),
+                "agent": run_label(*label_args, modes),
                 "settings": settings,
                 "suite": rec.spec.get("suite"),
                 "split": rec.spec.get("split"),
