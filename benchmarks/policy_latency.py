@@ -37,7 +37,8 @@ def _synthetic_obs(rng: np.random.Generator) -> dict:
             "gripper_qpos": np.array([0.04, -0.04])}
 
 
-def _agent(name: str, folder: Path, rng: np.random.Generator):
+def random_policy_agent(name: str, folder: Path, rng: np.random.Generator):
+    """A policy agent loaded from a real checkpoint of a randomly initialised model."""
     from para_bench.models.checkpoint import save_checkpoint
     from para_bench.models.stats import DatasetStats
     from para_bench.models.zoo import load_model_class
@@ -81,7 +82,7 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in POLICIES:
-            agent = _agent(name, Path(tmp), rng)
+            agent = random_policy_agent(name, Path(tmp), rng)
             agent.reset({"task": "libero_spatial/0", "instruction": ""}, 0)
             for _ in range(3):
                 agent.act(obs, {})

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from para_bench.envs.physics import PHYSICS_LOOPS
 from para_bench.errors import StartupError
 from para_bench.models.zoo import MODELS
 from para_bench.serving.commands import (
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local worker processes, or Ray actors (--workers N = N actors)")
     run.add_argument("--ray-address", default=None,
                      help="Ray cluster to join (e.g. auto); default: a local Ray instance")
+    run.add_argument("--physics", choices=PHYSICS_LOOPS, default="fast",
+                     help="control-step loop: fast (default) or robosuite's own (audits)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     add_remote_arguments(run)
 
@@ -96,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--image-size", type=_positive_int, default=128)
     col.add_argument("--max-steps", type=_positive_int, default=600)
     col.add_argument("--out", required=True, help="HDF5 file to write (resumes if it exists)")
+    col.add_argument("--physics", choices=PHYSICS_LOOPS, default="fast",
+                     help="control-step loop: fast (default) or robosuite's own (audits)")
     col.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tr = sub.add_parser("train", help="train a policy on collected demos")
@@ -194,7 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        zero_rotation=args.zero_rotation, max_steps=args.max_steps,
                        action_scale=args.action_scale, image_size=args.image_size,
                        render_quality=args.render_quality, coverage=not args.no_coverage,
-                       video=args.video, allow_train_scenes=args.allow_train_scenes)
+                       video=args.video, allow_train_scenes=args.allow_train_scenes,
+                       physics=args.physics)
     in_process = args.executor == "local" and args.workers == 1 and not args.episode_timeout
     prepared = prepare_run(plan, config, in_process)
     trained_quality = prepared.requirements.render_quality
@@ -241,7 +247,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     print(f"para-bench: oracle demos on {suite.name}/{args.split}: {len(plan)} episodes -> "
           f"{args.out}", file=sys.stderr)
     counts = collect(plan, args.out, image_size=args.image_size, max_steps=args.max_steps,
-                     progress=not args.quiet)
+                     progress=not args.quiet, physics=args.physics)
     print(f"wrote {counts['written']} demos ({counts['failed']} oracle failures dropped, "
           f"{counts['skipped']} already there) to {args.out}")
     return 0

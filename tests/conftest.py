@@ -14,13 +14,18 @@ if str(ROOT) not in sys.path:  # tests.* helpers import the same way under any p
     sys.path.insert(0, str(ROOT))
 
 
-@pytest.fixture(scope="session")
-def spatial0():
-    """One real libero_spatial task 0 environment (128 px, depth), shared by the sim tests."""
+@pytest.fixture(scope="session", params=["fast", "robosuite"], ids=lambda p: f"physics={p}")
+def spatial0(request):
+    """A real libero_spatial task 0 environment (128 px, depth), shared by the sim tests.
+
+    Parametrized over the two physics loops: every test that uses it runs on both, unless
+    it narrows the params (``parametrize("spatial0", ["fast"], indirect=True)``).
+    """
     import gymnasium as gym
 
     import para_bench  # noqa: F401 - registers the ids
 
-    env = gym.make("para_bench/libero_spatial-0-v0", image_size=128, depth=True)
+    env = gym.make("para_bench/libero_spatial-0-v0", image_size=128, depth=True,
+                   physics=request.param)
     yield env.unwrapped
     env.close()

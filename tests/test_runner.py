@@ -188,3 +188,24 @@ def test_stage_tracker_uses_surface_distances_and_lift():
     tracker.update({"object_poses": lifted, "goal_object_distances": [0.004, 0.0]})
     assert tracker.stage(False) == "grasped" and tracker.stage(True) == "placed"
     assert StageTracker({"object_poses": rest}).stage(False) is None
+
+
+def test_physics_loop_reaches_the_env_and_the_manifest(tmp_path):
+    envs = []
+
+    def factory(**kw):
+        envs.append(FakeEnv(**kw))
+        return envs[-1]
+
+    plan = get_suite("in_dist").plan("test", episodes=1)
+    for physics in ("robosuite", "fast"):
+        run_plan(plan, RunConfig(agent="test_forward", coverage=False, max_steps=40,
+                                 physics=physics),
+                 tmp_path / physics, env_factory=factory, progress=False)
+        manifest = json.loads((tmp_path / physics / "manifest.json").read_text())
+        assert manifest["config"]["physics"] == manifest["identity"]["physics"] == physics
+        assert envs[-1].kwargs["physics"] == physics
+    assert RunConfig(agent="x").physics == "fast"
+    with pytest.raises(ResultsFormatError, match="physics"):  # a folder is bound to its loop
+        run_plan(plan, RunConfig(agent="test_forward", coverage=False, max_steps=40),
+                 tmp_path / "robosuite", env_factory=factory, progress=False)

@@ -35,13 +35,17 @@ def test_oracle_solves_spatial_task0_through_the_cli(tmp_path):
     assert len(recs) == 1 and recs[0]["status"] == "ok", recs[0]["error"]
     assert recs[0]["success"], "the oracle did not solve libero_spatial/0 init state 0"
     assert "1/1" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["physics"] == "fast"  # the default loop, recorded
 
 
 def test_random_agent_runs_resumes_and_tabulates(tmp_path):
     out = tmp_path / "random"
     args = ("run", "--agent", "random", "--suite", "pos_ood", "--episodes", "2",
-            "--max-steps", "30", "--no-coverage", "--out", str(out), "--quiet")
+            "--max-steps", "30", "--no-coverage", "--out", str(out), "--quiet",
+            "--physics", "robosuite")
     _cli(*args)
+    assert json.loads((out / "manifest.json").read_text())["config"]["physics"] == "robosuite"
     first = _records(out)
     assert len(first) == 2 and all(r["status"] == "ok" and not r["success"] for r in first)
     assert all(len(r["eef_trajectory"]) == 31 for r in first)  # start + one per control step

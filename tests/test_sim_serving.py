@@ -80,6 +80,7 @@ def _answer(obs, n):
     return {"actions": actions}
 
 
+@pytest.mark.parametrize("spatial0", ["fast"], indirect=True)  # one physics loop is enough
 def test_openpi_libero_adapter_matches_openpi_conventions(spatial0):
     from openpi_client import image_tools
     from robosuite.utils.transform_utils import quat2axisangle

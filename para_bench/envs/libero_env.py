@@ -27,6 +27,10 @@ once, inside its last control step (as stock robosuite does), never the K-1 fram
 nobody reads. ``render_quality="fast"`` (default) turns off MSAA and the mirrored
 reflection pass (~3x cheaper per frame on CPU rasterisers, mean pixel change ~3/255);
 ``"libero"`` keeps LIBERO's own settings, for policies trained on LIBERO's images.
+
+``physics="fast"`` (default) steps the simulator with :mod:`para_bench.envs.physics`'s
+loop: the same states, frames and success as robosuite's ``env.step``
+(``physics="robosuite"``), about twice as fast.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from para_bench.envs.camera import (
 )
 from para_bench.envs.control import ControlConfig, check_targets, execute_chunk
 from para_bench.envs.perturbations import CameraPerturbation, ObjectShift
+from para_bench.envs.physics import PHYSICS_LOOPS, FastControlLoop
 from para_bench.envs.tasks import get_task, load_init_states, validate_task
 from para_bench.types import ActionChunk, as_action_chunk
 
@@ -88,6 +93,9 @@ class LiberoEnv(gym.Env):
         record_steps: render after every control step and return those observations in
             ``info["step_observations"]`` from :meth:`step_chunk` (demo collection; costs
             one render per step).
+        physics: the control-step loop: ``"fast"`` (default; the same dynamics without
+            robosuite's per-substep overhead, see :mod:`para_bench.envs.physics`) or
+            ``"robosuite"`` (robosuite's own ``env.step``, for audits).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -107,6 +115,7 @@ class LiberoEnv(gym.Env):
         settle_steps: int = 10,
         render_mode: str | None = None,
         record_steps: bool = False,
+        physics: str = "fast",
         wrist: bool = False,
         **control_kwargs: Any,
     ) -> None:
@@ -117,6 +126,8 @@ class LiberoEnv(gym.Env):
             raise ValueError(
                 f"render_quality must be one of {RENDER_QUALITIES}, got {render_quality!r}"
             )
+        if physics not in PHYSICS_LOOPS:
+            raise ValueError(f"physics must be one of {PHYSICS_LOOPS}, got {physics!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.task = get_task(benchmark, task_id)
@@ -127,6 +138,7 @@ class LiberoEnv(gym.Env):
         self.wrist = bool(wrist)
         self._cameras = [camera] + ([WRIST_CAMERA] if self.wrist else [])
         self.render_mode = render_mode
+        self.physics = physics
         self.record_steps = bool(record_steps)
         self._recorded: list[dict[str, np.ndarray]] = []
         self.settle_steps = int(settle_steps)
@@ -170,6 +182,8 @@ class LiberoEnv(gym.Env):
         self._render_gate = False
         self._gate_cameras()
         self._configure_renderer()
+        self._fast = FastControlLoop(self._rs, self._contract_observables()) \
+            if physics == "fast" else None
 
         n = image_size
         box = lambda shape, lo=-np.inf, hi=np.inf, dt=np.float64: spaces.Box(lo, hi, shape, dt)  # noqa: E731
@@ -237,12 +251,27 @@ class LiberoEnv(gym.Env):
             ctx._set_mujoco_context_and_buffers()
             ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
+    def _contract_observables(self) -> list[str]:
+        """robosuite observables :meth:`_observation` reads, in robosuite's order (the fast
+        physics loop keeps only these up to date)."""
+        wanted = {f"{camera}_image" for camera in self._cameras}
+        wanted |= {"robot0_joint_pos", "robot0_gripper_qpos", "robot0_eef_pos", "robot0_eef_quat"}
+        if self.use_depth:
+            wanted.add(f"{self.camera_name}_depth")
+        return [name for name in self._rs._observables if name in wanted]
+
     # ------------------------------------------------------------------ Controllable
+    def _physics_step(self, action: np.ndarray) -> bool:
+        """One control step of the simulator (25 substeps); returns LIBERO's success."""
+        if self._fast is not None:
+            return self._fast.step(action)
+        return bool(self._rs.step(action)[2])
+
     def _control_step(self, action: np.ndarray, render: bool) -> bool:
         render = render or self.record_steps
         self._render_gate = render
         try:
-            _, _, done, _ = self._rs.step(action)
+            done = self._physics_step(action)
         finally:
             self._render_gate = False
         self._steps += 1
@@ -250,10 +279,11 @@ class LiberoEnv(gym.Env):
         if self._goal_object is not None:
             self._step_distances.append(self.gripper_surface_distance(self._goal_object))
         if render:
-            self._last_obs = self._rs._get_observations()
+            self._last_obs = self._fast.observations() if self._fast is not None \
+                else self._rs._get_observations()
             if self.record_steps:
                 self._recorded.append(self._observation())
-        return bool(done)
+        return done
 
     def _check_stable(self) -> None:
         """Raises ``SimulationUnstable`` when the physics diverged (the episode is lost)."""
@@ -587,7 +617,7 @@ class LiberoEnv(gym.Env):
         self._steps = 0
         self._divergences_seen = _divergence_count(rs.sim.data._data)
         for _ in range(self.settle_steps):
-            rs.step(SETTLE_ACTION)
+            self._physics_step(SETTLE_ACTION)
 
     def _shift_names(self, shift: ObjectShift) -> list[str]:
         return list(shift.names) if shift.names else self.movable_objects()

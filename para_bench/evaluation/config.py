@@ -23,6 +23,8 @@ class RunConfig:
         video: ``none``, ``all``, ``failures``, or an integer N (first N episodes).
         allow_train_scenes: evaluate on scenes the checkpoint was trained on (refused
             otherwise); the records say so.
+        physics: the env's control-step loop, ``fast`` or ``robosuite`` (see
+            :mod:`para_bench.envs.physics`); part of the run's identity and manifest.
     """
 
     agent: str
@@ -36,6 +38,7 @@ class RunConfig:
     coverage: bool = True
     video: str = "none"
     allow_train_scenes: bool = False
+    physics: str = "fast"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -60,6 +60,7 @@ class EnvPool:
                     depth=s["depth"], render_quality=s["render_quality"], control=s["control"],
                     wrist=bool(req.wrist), zero_rotation=self.config.zero_rotation,
                     max_steps=self.config.max_steps, action_scale=self.config.action_scale,
+                    physics=self.config.physics,
                 )
             except Exception as e:  # noqa: BLE001 - any construction failure is the env's
                 raise EnvBuildError(f"environment {spec.task} could not be built: "

@@ -88,8 +88,11 @@ def _write_demo(data: Any, name: str, demo: dict[str, Any], spec: EpisodeSpec) -
 
 
 def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
-            max_steps: int = 600, progress: bool = True) -> dict[str, int]:
+            max_steps: int = 600, progress: bool = True,
+            physics: str = "fast") -> dict[str, int]:
     """Collects oracle demos for a plan into an HDF5 file (resumable).
+
+    ``physics`` is the env's control-step loop (``fast`` or ``robosuite``).
 
     Returns:
         ``{"written": n, "failed": n, "skipped": n}`` for this invocation.
@@ -119,13 +122,14 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
         control = oracle.requirements.control or "servo"
         data.attrs.update({**pinned, "image_origin": "top", "para_bench_version": __version__,
                            "env_args": json.dumps({"image_size": image_size,
-                                                   "control": control})})
+                                                   "control": control,
+                                                   "physics": physics})})
         done = {g.attrs["episode_id"] for g in data.values()}
         failed_ids = set(json.loads(data.attrs.get("failed_episode_ids", "[]")))
         todo = [s for s in plan if s.episode_id not in done | failed_ids]
         counts = {"written": 0, "failed": 0, "skipped": len(plan) - len(todo)}
         pool = EnvPool(RunConfig(agent="oracle", control=control, max_steps=max_steps,
-                                 image_size=image_size),
+                                 image_size=image_size, physics=physics),
                        env_factory=lambda **kw: _recording_env(**kw))
         bar = tqdm(total=len(plan), initial=counts["skipped"], unit="demo", disable=not progress)
         try:
