@@ -32,6 +32,8 @@ class ParaConfig(PolicyConfig):
     """
 
     dim: int = 64
+    coord_channels: bool = False
+    context_pos: str = "relative"
     volume: str = "factored"
     head_dim: int = 32
     head_layers: int = 2

@@ -28,6 +28,8 @@ class VoxelConfig(PolicyConfig):
     """
 
     dim: int = 64
+    coord_channels: bool = False
+    context_pos: str = "relative"
     relative: bool = False
     voxel_grid: int = 16
     voxel_heights: int = 8
