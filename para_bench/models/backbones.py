@@ -84,7 +84,7 @@ class ContextPath(nn.Module):
     """Global context for a feature map: 2x2 stride-2 convs (each followed by a separable
     block) down to ``size / 2**n_down``, a transformer block over those tokens (learned
     absolute position embedding, or a relative-offset attention bias), a 1x1 conv to the
-    output width, bilinear upsampling back.
+    output width, nearest-neighbour upsampling back (the local path adds the detail).
 
     Args:
         c_in: input channels.
@@ -125,6 +125,8 @@ class ContextPath(nn.Module):
         else:
             t = self.block(t, allowed=self.rel().to(t.dtype))
         y = self.out(t.transpose(1, 2).reshape(b, d, h, w))
+        if size % h == 0:  # nearest-neighbour upsampling: ~5x cheaper than bilinear on CPU
+            return y.repeat_interleave(size // h, 2).repeat_interleave(size // w, 3)
         return F.interpolate(y, size=(size, size), mode="bilinear", align_corners=False)
 
 

@@ -27,6 +27,10 @@ class ParaConfig(PolicyConfig):
             argmax (at the argmax height) instead of the cell centre.
         gripper_weight: weight of the gripper cross-entropy in the loss.
         rot_weight: weight of the rotation cross-entropy in the loss.
+        coord_channels, context_pos: off / ``relative`` (seed 004: DINO patch features and
+            a 1x1 conv head, so a cell's output follows what is under it; the CPU backbone
+            gets no absolute image coordinates, its global context is translation
+            equivariant, and position enters only relative to the EEF pixel).
         train_steps: 4000 by default: a step costs about half of an ar / voxel step, so
             the default recipes take about the same CPU time.
     """
