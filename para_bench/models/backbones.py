@@ -84,7 +84,8 @@ class ContextPath(nn.Module):
     """Global context for a feature map: 2x2 stride-2 convs (each followed by a separable
     block) down to ``size / 2**n_down``, a transformer block over those tokens (learned
     absolute position embedding, or a relative-offset attention bias), a 1x1 conv to the
-    output width, nearest-neighbour upsampling back (the local path adds the detail).
+    output width, upsampling back (nearest-neighbour by default: the local path adds the
+    detail).
 
     Args:
         c_in: input channels.
@@ -94,11 +95,15 @@ class ContextPath(nn.Module):
         width: token width of the transformer block.
         heads: attention heads.
         position: ``absolute`` or ``relative``.
+        upsample: ``nearest`` or ``bilinear``.
     """
 
     def __init__(self, c_in: int, dim: int, size: int, n_down: int = 2, width: int = 128,
-                 heads: int = 4, position: str = "absolute") -> None:
+                 heads: int = 4, position: str = "absolute", upsample: str = "nearest") -> None:
         super().__init__()
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"context_upsample must be 'nearest' or 'bilinear', not {upsample!r}")
+        self.upsample = upsample
         n_down = max(0, min(n_down, int(math.log2(max(size, 1)))))
         chans = [c_in] + [min(width, c_in * 2**(i + 1)) for i in range(n_down - 1)] + [width]
         layers: list[nn.Module] = []
@@ -125,7 +130,7 @@ class ContextPath(nn.Module):
         else:
             t = self.block(t, allowed=self.rel().to(t.dtype))
         y = self.out(t.transpose(1, 2).reshape(b, d, h, w))
-        if size % h == 0:  # nearest-neighbour upsampling: ~5x cheaper than bilinear on CPU
+        if self.upsample == "nearest" and size % h == 0:  # ~5x cheaper than bilinear on CPU
             return y.repeat_interleave(size // h, 2).repeat_interleave(size // w, 3)
         return F.interpolate(y, size=(size, size), mode="bilinear", align_corners=False)
 
@@ -145,11 +150,12 @@ class CNNBackbone(nn.Module):
         context_width: token width of the context path.
         coords: append CoordConv channels (at the input and at the grid).
         context_pos: ``absolute`` or ``relative`` position code of the context attention.
+        context_upsample: ``nearest`` or ``bilinear`` upsampling of the context map.
     """
 
     def __init__(self, image_size: int, grid: int, dim: int, width: int = 32,
                  context_width: int = 128, coords: bool = True,
-                 context_pos: str = "absolute") -> None:
+                 context_pos: str = "absolute", context_upsample: str = "nearest") -> None:
         super().__init__()
         self.grid = grid
         self.coords = coords
@@ -160,7 +166,7 @@ class CNNBackbone(nn.Module):
                                     for i in range(n_down)])
         self.local = nn.Sequential(conv_block(chans[-1], width, 1), SepConv(width))
         self.context = ContextPath(width, dim, grid, n_down=2, width=context_width,
-                                   position=context_pos)
+                                   position=context_pos, upsample=context_upsample)
         self.fuse = nn.Conv2d(width + (2 if coords else 0), dim, 1)
         self.norm = nn.GroupNorm(_groups(dim), dim)
 
@@ -235,7 +241,9 @@ def build_backbone(config: PolicyConfig) -> nn.Module:
     if c.backbone == "cnn":
         net: nn.Module = CNNBackbone(c.image_size, c.grid, c.dim,
                                      width=getattr(c, "cnn_width", 32),
-                                     coords=c.coord_channels, context_pos=c.context_pos)
+                                     context_width=c.context_width, coords=c.coord_channels,
+                                     context_pos=c.context_pos,
+                                     context_upsample=c.context_upsample)
         if c.freeze_backbone:
             net.requires_grad_(False)
         return net

@@ -71,6 +71,9 @@ class PolicyConfig:
         context_pos: position code of the ``cnn`` backbone's global-context attention:
             ``absolute`` (learned per-token embeddings) or ``relative`` (a learned bias per
             relative offset between tokens: translation equivariant).
+        context_width: token width of the ``cnn`` backbone's global-context path.
+        context_upsample: how that path's coarse map returns to the grid: ``nearest``
+            (cheap on CPU) or ``bilinear``.
         dim: feature width.
         train_steps: default optimisation steps of ``para-bench train``.
         augment_shift: training augmentation, random shift in pixels (DrQ); 0 turns it off.
@@ -92,6 +95,8 @@ class PolicyConfig:
     backbone_config: dict | None = None
     coord_channels: bool = True
     context_pos: str = "absolute"
+    context_width: int = 64
+    context_upsample: str = "nearest"
     dim: int = 128
     train_steps: int = 2000
     augment_shift: int = 6
@@ -132,6 +137,17 @@ class PolicyModel(nn.Module):
         c, s = self.config, self.stats
         return geometry.bin_to_value(torch.arange(c.n_height_bins, device=device),
                                      s.height_lo, s.height_hi, c.n_height_bins)
+
+    def refine_height(self, logits: torch.Tensor) -> torch.Tensor:
+        """Sub-bin height (B, W) in metres from height ``logits`` (B, W, n_height_bins): the
+        softmax-weighted mean of the centres of the argmax bin and its two neighbours (a
+        grasp needs a few millimetres; a bin is about a centimetre)."""
+        from para_bench.models.layers import neighbourhood_soft_argmax
+
+        b, w, n = logits.shape
+        h = neighbourhood_soft_argmax(logits.reshape(b * w, n),
+                                      self.heights(logits.device)[:, None])
+        return h.view(b, w)
 
     def decode_gripper(self, b: torch.Tensor) -> torch.Tensor:
         return geometry.bin_to_value(b, self.stats.gripper_lo, self.stats.gripper_hi,

@@ -33,7 +33,8 @@ CHECKPOINT_KIND = "para-bench-policy"
 CHECKPOINT_FORMAT = 2
 #: config values format-1 checkpoints were trained with, where today's defaults differ
 FORMAT_1_DEFAULTS = {"targets": "achieved", "coord_channels": True, "context_pos": "absolute",
-                     "augment_shift": 0, "augment_color": 0.0}
+                     "context_width": 128, "context_upsample": "bilinear", "augment_shift": 0,
+                     "augment_color": 0.0}
 
 
 class CheckpointError(ValueError):
