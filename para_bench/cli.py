@@ -58,8 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", default=None)
     run.add_argument("--no-coverage", action="store_true",
                      help="skip the oracle reference runs behind free-space coverage")
+    run.add_argument("--render-quality", choices=("fast", "libero"), default=None,
+                     help="renderer settings (default: the checkpoint's training images', "
+                          "else fast)")
     run.add_argument("--out", default=None,
-                     help="run folder (default results/<agent>_<suite>_<split>)")
+                     help="run folder (default results/<agent>_<suite>_<split>-<run id>)")
+    run.add_argument("--retry-errors", action="store_true",
+                     help="on resume, re-run episodes whose record is an error")
+    run.add_argument("--allow-train-scenes", action="store_true",
+                     help="evaluate on scenes the checkpoint was trained on (refused "
+                          "otherwise; the records say so)")
     run.add_argument("--video", default="none", help="none | all | failures | N (first N)")
     run.add_argument("--workers", type=_positive_int, default=1,
                      help="episodes in N worker processes (each its own simulator)")
@@ -141,7 +149,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from para_bench.registry import AGENTS
     from para_bench.results.tables import format_table, records_frame, summary_table
-    from para_bench.runner import RunConfig, run_plan
+    from para_bench.runner import RunConfig, default_run_dir, prepare_run, run_plan
     from para_bench.suites import get_suite
 
     factory = AGENTS.get(args.agent).load()  # unknown agent -> one line listing the choices
@@ -154,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.action_scale > 0:
         raise UsageError(f"--action-scale must be positive, got {args.action_scale}")
     if args.executor == "ray":
-        from para_bench.ray_executor import INSTALL_HINT, ray_available
+        from para_bench.executors.ray_actors import INSTALL_HINT, ray_available
 
         if not ray_available():
             raise UsageError(INSTALL_HINT)
@@ -165,21 +173,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not os.path.isfile(args.checkpoint):
             raise UsageError(f"checkpoint {args.checkpoint}: no such file")
         agent_kwargs["checkpoint"] = args.checkpoint
+    if args.episode_timeout is not None and not args.episode_timeout > 0:
+        raise UsageError(f"--episode-timeout must be positive, got {args.episode_timeout}")
     plan = suite.plan(args.split, tasks=tasks, episodes=args.episodes, seed=args.seed)
-    agent_label = args.agent.replace(":", "_").replace("/", "_")
-    out = Path(args.out or Path("results") / f"{agent_label}_{suite.name}_{args.split}")
     config = RunConfig(agent=args.agent, agent_kwargs=agent_kwargs, control=args.control,
                        zero_rotation=args.zero_rotation, max_steps=args.max_steps,
                        action_scale=args.action_scale, image_size=args.image_size,
-                       coverage=not args.no_coverage, video=args.video)
+                       render_quality=args.render_quality, coverage=not args.no_coverage,
+                       video=args.video, allow_train_scenes=args.allow_train_scenes)
+    in_process = args.executor == "local" and args.workers == 1 and not args.episode_timeout
+    prepared = prepare_run(plan, config, in_process)
+    trained_quality = prepared.requirements.render_quality
+    if args.render_quality and trained_quality and args.render_quality != trained_quality:
+        print(f"para-bench: warning: --render-quality {args.render_quality} differs from the "
+              f"checkpoint's training images ({trained_quality})", file=sys.stderr)
+    if prepared.train_scene_ids is None and args.checkpoint:
+        print("para-bench: note: the checkpoint does not record its training scenes; "
+              "overlap with this plan cannot be checked", file=sys.stderr)
+    out = Path(args.out) if args.out else default_run_dir(prepared, suite.name, args.split)
     print(f"para-bench: {args.agent} on {suite.name}/{args.split}: {len(plan)} episodes -> {out}",
           file=sys.stderr)
     t0 = time.time()
-    if args.episode_timeout is not None and not args.episode_timeout > 0:
-        raise UsageError(f"--episode-timeout must be positive, got {args.episode_timeout}")
     run_plan(plan, config, out, command=["para-bench", *sys.argv[1:]], progress=not args.quiet,
              workers=args.workers, episode_timeout=args.episode_timeout,
-             executor=args.executor, ray_address=args.ray_address)
+             executor=args.executor, ray_address=args.ray_address,
+             retry_errors=args.retry_errors, prepared=prepared)
     summary = summary_table(records_frame([out]))
     print(format_table(summary))
     print(f"({time.time() - t0:.0f} s; records in {out / 'episodes.jsonl'})", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 ControlMode = Literal["delta", "servo", "teleport"]
-RECORD_FORMAT_VERSION = 1
+RECORD_FORMAT_VERSION = 2
 
 
 @dataclass
@@ -84,6 +84,11 @@ class ActionChunk:
             o = np.asarray(self.orientations, dtype=np.float64)
             if o.shape != (len(t), 4) or not np.all(np.isfinite(o)):
                 raise ValueError(f"orientations must be finite with shape ({len(t)}, 4)")
+            norms = np.linalg.norm(o, axis=1)
+            if np.any(np.abs(norms - 1.0) > 0.1):
+                i = int(np.argmax(np.abs(norms - 1.0)))
+                raise ValueError(f"orientation {i} is not a unit quaternion (norm "
+                                 f"{norms[i]:.3g}); give (x, y, z, w) with norm 1")
             self.orientations = o
         if self.control not in (None, "servo", "teleport"):
             raise ValueError(f"target chunks are executed by servo or teleport, not {self.control}")
@@ -111,7 +116,10 @@ class EpisodeSpec:
         split: ``train`` or ``test``.
         benchmark: LIBERO benchmark, e.g. ``libero_spatial``.
         task_id: task index within the benchmark.
-        init_state: index into the task's official init states.
+        init_state: index into the task's 50 official init states (evaluation scenes), or
+            None when the scene is sampled.
+        placement_seed: seed of LIBERO's own placement sampler (the BDDL regions, as LIBERO
+            generated its init files) for a sampled scene (training scenes), or None.
         camera: viewpoint perturbation (``yaw_deg``, ``pitch_deg``, ``distance_scale``) or None.
         objects: object shift (``dx``, ``dy``, optional ``names``) or None.
         seed: episode seed (agent and environment RNG).
@@ -123,11 +131,17 @@ class EpisodeSpec:
     split: str
     benchmark: str
     task_id: int
-    init_state: int
+    init_state: int | None
     camera: dict | None = None
     objects: dict | None = None
     seed: int = 0
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+    placement_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.init_state is None) == (self.placement_seed is None):
+            raise ValueError("an EpisodeSpec needs exactly one of init_state (an official "
+                             "init state) or placement_seed (a sampled scene)")
 
     @property
     def task(self) -> str:
@@ -140,6 +154,26 @@ class EpisodeSpec:
         return {"camera": self.camera, "objects": self.objects}
 
     @property
+    def base_scene(self) -> str:
+        """``init<N>`` (official init state N) or ``sampled<S>`` (placement seed S)."""
+        if self.init_state is not None:
+            return f"init{self.init_state}"
+        return f"sampled{self.placement_seed}"
+
+    @property
+    def scene_id(self) -> str:
+        """Stable id of the scene alone: task, base placement and perturbation.
+
+        Independent of the suite, split and seed, so a checkpoint's training scenes can be
+        compared with any plan's (two plans that put the same objects in the same places
+        under the same camera share a scene id).
+        """
+        key = {"task": self.task, "scene": self.base_scene, "camera": self.camera,
+               "objects": self.objects}
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.task}/{self.base_scene}/{digest}"
+
+    @property
     def episode_id(self) -> str:
         """Stable id: a hash of everything that defines the scene (not ``extra``)."""
         key = {k: v for k, v in asdict(self).items() if k != "extra"}
@@ -148,7 +182,8 @@ class EpisodeSpec:
 
     def reset_options(self) -> dict:
         """Options for ``env.reset(options=...)``."""
-        opts: dict[str, Any] = {"init_state": self.init_state}
+        opts: dict[str, Any] = ({"init_state": self.init_state} if self.init_state is not None
+                                else {"placement_seed": self.placement_seed})
         if self.camera:
             opts["camera"] = dict(self.camera)
         if self.objects:
@@ -172,23 +207,32 @@ class EpisodeRecord:
         episode_id: :attr:`EpisodeSpec.episode_id`.
         spec: the full :class:`EpisodeSpec` as a dict.
         task: ``benchmark/task_id``.
-        init_state: init-state index.
+        init_state: official init-state index, or None for a sampled scene (see ``spec``).
         perturbation: ``{"camera": ..., "objects": ...}``.
         agent: agent name.
         checkpoint: checkpoint path or None; ``checkpoint_sha`` its content hash.
-        status: ``ok`` (the episode ran to the end) or ``error`` (agent or simulator fault).
-        error: the reason when ``status == "error"``.
+        status: ``ok`` (the episode ran to the end), ``error`` (a fault ended it) or
+            ``infeasible`` (the scene cannot take its perturbation: not a trial, excluded
+            from ``n``).
+        error: the reason when ``status != "ok"``.
+        fault: who owns a non-ok episode: ``agent``, ``environment``, ``reset``,
+            ``simulator``, ``worker`` or ``scene`` (see :mod:`para_bench.evaluation.worker`).
         success: task success (False for errors).
         steps: control steps executed.
         metrics: per-episode metrics (``jerk``, ``accel_mean``, ``coverage``, ...).
         eef_trajectory: executed EEF positions at control rate, (T, 3) as nested lists.
-        wall_time_s: seconds for the episode.
+        wall_time_s: seconds for the episode (the agent's episode only: reference rollouts
+            and start-up are not counted).
+        run_id: the identity hash of the run that made the record (its run folder's
+            manifest holds the identity itself).
+        train_scene: the episode's scene is one the checkpoint was trained on (only with
+            ``--allow-train-scenes``; None when the checkpoint's scenes are unknown).
     """
 
     episode_id: str
     spec: dict
     task: str
-    init_state: int
+    init_state: int | None
     perturbation: dict
     agent: str
     status: str
@@ -200,6 +244,9 @@ class EpisodeRecord:
     error: str | None = None
     eef_trajectory: list | None = None
     wall_time_s: float = 0.0
+    fault: str | None = None
+    run_id: str | None = None
+    train_scene: bool | None = None
     format: int = RECORD_FORMAT_VERSION
 
     def to_json(self) -> str:

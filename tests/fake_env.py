@@ -26,7 +26,9 @@ class FakeEnv:
         self.pos = np.zeros(3)
         self.steps = 0
         if (options or {}).get("objects", {}) and options["objects"].get("dy", 0) > 0.14:
-            raise ValueError("infeasible shift")
+            from para_bench.envs.libero_env import InfeasibleScene
+
+            raise InfeasibleScene("infeasible shift")
         return self._obs(), self._info(False)
 
     def step_chunk(self, chunk):
@@ -102,3 +104,32 @@ class VanishingAgent(ForwardAgent):
 
     def __init__(self):
         os._exit(3)
+
+
+class FileCheckpointAgent(ForwardAgent):
+    """A ForwardAgent "trained" into a JSON checkpoint: ``{"speed_scale": s,
+    "train_scene_ids": [...]}``; its facts come from the file, as a model agent's do."""
+
+    def __init__(self, checkpoint: str):
+        import json
+
+        super().__init__()
+        self.checkpoint = checkpoint
+        with open(checkpoint) as f:
+            self.payload = json.load(f)
+        self.train_scene_ids = self.payload.get("train_scene_ids")
+
+    @classmethod
+    def facts(cls, checkpoint: str, **kwargs):
+        import json
+
+        from para_bench.agents.base import AgentFacts, AgentRequirements
+
+        with open(checkpoint) as f:
+            ids = json.load(f).get("train_scene_ids")
+        return AgentFacts(AgentRequirements(), tuple(ids) if ids is not None else None)
+
+    def act(self, obs, info):
+        actions = super().act(obs, info)
+        actions[:, 0] *= self.payload.get("speed_scale", 1.0)
+        return actions

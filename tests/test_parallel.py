@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from para_bench.errors import StartupError
-from para_bench.parallel import importable_name
+from para_bench.executors import importable_name
 from para_bench.runner import RunConfig, run_plan
 from para_bench.suites import get_suite
 from tests.conftest import ROOT

@@ -60,7 +60,7 @@ def test_a_dying_or_hanging_actor_costs_only_its_episode(tmp_path, local_ray):
 
 
 def test_executor_ray_without_ray_is_one_line_and_exit_2(monkeypatch, capsys):
-    monkeypatch.setattr("para_bench.ray_executor.ray_available", lambda: False)
+    monkeypatch.setattr("para_bench.executors.ray_actors.ray_available", lambda: False)
     code = cli.main(["run", "--agent", "random", "--suite", "in_dist", "--executor", "ray"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1

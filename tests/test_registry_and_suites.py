@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -53,11 +54,13 @@ def test_module_path_factories_work():
     assert agent.act({}, {}).shape == (3, 7)
 
 
-def test_plans_are_deterministic_and_agent_independent():
+def test_plans_are_deterministic():
     suite = get_suite("pos_ood")
     a = suite.plan("test", seed=0)
     b = get_suite("pos_ood").plan("test", seed=0)
     assert [s.episode_id for s in a] == [s.episode_id for s in b]
+    assert [s.scene_id for s in suite.plan("train")] == \
+        [s.scene_id for s in get_suite("pos_ood").plan("train")]
     assert len({s.episode_id for s in a}) == 20
     assert all(s.objects["dy"] > 0 for s in a)
     assert all(s.extra["dist_to_train_m"] > 0 for s in a)
@@ -70,8 +73,27 @@ def test_viewpoint_test_views_are_off_axis_and_splits_are_explicit():
     test = suite.plan("test")
     assert all(15 <= abs(s.camera["yaw_deg"]) <= 25 for s in test)
     assert all(abs(s.camera["yaw_deg"]) <= 5 for s in suite.plan("train"))
-    with pytest.raises(ValueError, match="unknown split 'val'.*train, test"):
-        suite.plan("val")
+    with pytest.raises(ValueError, match="unknown split 'valid'.*train, val, test"):
+        suite.plan("valid")
+
+
+@pytest.mark.parametrize("name", ["in_dist", "pos_ood", "viewpoint_ood"])
+def test_train_val_and_test_scenes_never_coincide(name):
+    suite = get_suite(name)
+    train = suite.plan("train", episodes=200)
+    val = suite.plan("val", episodes=200)
+    test = suite.plan("test", episodes=200)
+    # evaluation uses LIBERO's official init states; train / val sampled placements
+    assert all(s.init_state is not None and s.placement_seed is None for s in test)
+    assert all(s.init_state is None and s.placement_seed is not None for s in train + val)
+    ids = [{s.scene_id for s in plan} for plan in (train, val, test)]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
+    # a different --seed gives other training scenes, the same test scenes
+    assert not {s.scene_id for s in suite.plan("train", episodes=50, seed=1)} & ids[0]
+    assert {s.scene_id for s in suite.plan("test", episodes=200, seed=1)} == ids[2]
+    # val is the training distribution: the same perturbations
+    assert {json.dumps(s.perturbation, sort_keys=True) for s in val} == \
+        {json.dumps(s.perturbation, sort_keys=True) for s in train}
 
 
 def test_task_selection_and_suite_json_round_trip(tmp_path):

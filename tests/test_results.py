@@ -115,13 +115,15 @@ def test_record_format_mismatch_raises(tmp_path):
         store.records()
 
 
-def test_duplicates_keep_first(tmp_path):
-    store = RunStore(tmp_path)
-    store.append(make_record("para", 0, True))
+def test_a_later_record_of_an_episode_replaces_the_earlier(tmp_path):
+    store = RunStore(tmp_path)  # an errored episode re-run with --retry-errors
     store.append(make_record("para", 0, False))
     store.append(make_record("para", 1, False))
+    store.append(make_record("para", 0, True))
     recs = store.records()
-    assert len(recs) == 2 and recs[0].success is True
+    assert len(recs) == 2 and recs[0].success is True and recs[0].episode_id < "~"
+    assert [r.episode_id for r in recs] == [make_record("para", i, False).episode_id
+                                            for i in (0, 1)]
 
 
 def test_manifest_checks(tmp_path):
@@ -233,15 +235,33 @@ def test_plot_single_agent_single_suite(tmp_path):
     assert out.stat().st_size > 1000
 
 
-def test_checkpoints_and_control_modes_of_one_agent_stay_apart(tmp_path):
-    for folder, ckpt, control in [("a", "ckpts/para_a.pt", "servo"),
-                                  ("b", "ckpts/para_b.pt", "servo"),
-                                  ("c", "ckpts/para_a.pt", "teleport")]:
+def test_rows_are_keyed_by_identity_not_file_names(tmp_path):
+    base = {"control": "servo", "max_steps": 600, "action_scale": 1.0, "image_size": 128}
+    runs = [("a", "x/ckpt.pt", "aaaa1111", base, None),
+            ("b", "y/ckpt.pt", "bbbb2222", base, None),  # same file name, other weights
+            ("c", "x/ckpt.pt", "aaaa1111", {**base, "control": "teleport"}, None),
+            ("d", "x/ckpt.pt", "aaaa1111", {**base, "max_steps": 300}, None),
+            ("e", "x/ckpt.pt", "aaaa1111", base, {"servo": 3, "teleport": 1})]
+    for folder, ckpt, sha, identity, modes in runs:
         store = RunStore(tmp_path / folder)
-        store.write_manifest({"format": RECORD_FORMAT_VERSION, "plan_hash": folder,
-                              "config": {"control": control}})
-        rec = make_record("para", 0, True)
-        rec.checkpoint = ckpt
+        store.write_manifest({"format": RECORD_FORMAT_VERSION, "identity": identity})
+        rec = make_record("para", 0 if folder != "e" else 1, True,
+                          metrics={"control_modes": modes} if modes else None)
+        rec.checkpoint, rec.checkpoint_sha = ckpt, sha
         store.append(rec)
     labels = sorted(summary_table(records_frame(tmp_path))["agent"])
-    assert labels == ["para[para_a]", "para[para_a] (teleport)", "para[para_b]"]
+    assert labels == ["para[ckpt@aaaa1111]", "para[ckpt@aaaa1111] (max_steps=300)",
+                      "para[ckpt@aaaa1111] (servo+teleport)", "para[ckpt@aaaa1111] (teleport)",
+                      "para[ckpt@bbbb2222]"]
+
+
+def test_compare_refuses_runs_of_other_settings(tmp_path):
+    for folder, agent, steps in [("a", "para", 600), ("b", "act", 300)]:
+        store = RunStore(tmp_path / folder)
+        store.write_manifest({"format": RECORD_FORMAT_VERSION,
+                              "identity": {"control": "servo", "max_steps": steps}})
+        for i in range(3):
+            store.append(make_record(agent, i, True))
+    df = records_frame(tmp_path)
+    with pytest.raises(ValueError, match="different settings.*max_steps 600 vs 300"):
+        paired_comparison(df, "para", "act (max_steps=300)")

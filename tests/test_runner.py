@@ -14,6 +14,7 @@ from para_bench.registry import register_agent
 from para_bench.results.store import ResultsFormatError, RunStore
 from para_bench.runner import RunConfig, run_plan
 from para_bench.suites import get_suite
+from para_bench.types import ActionChunk
 from tests.fake_env import FakeEnv
 
 
@@ -98,17 +99,58 @@ def test_faults_stay_in_their_episode(tmp_path):
     recs = store.records()
     assert len(recs) == 8
     errors = [r.error for r in recs if r.status == "error"]
-    assert len(errors) == 6
+    assert len(errors) + sum(r.status == "infeasible" for r in recs) == 6
+    assert all(r.fault == "agent" for r in recs if r.status == "error")
     assert any("RuntimeError: boom" in e for e in errors)
     assert any("NaN" in e for e in errors)
     assert any("(7,) or (K, 7)" in e for e in errors)
     assert all(r.success for r in recs if r.status == "ok")
 
 
-def test_rejected_perturbation_is_an_error_record(tmp_path):
+def test_an_infeasible_scene_is_recorded_apart_and_not_counted(tmp_path):
+    from para_bench.results.tables import records_frame, summary_table
+
     store, _ = _run("test_forward", tmp_path / "run", episodes=20)
     bad = [r for r in store.records() if r.perturbation["objects"]["dy"] > 0.14]
-    assert bad and all(r.status == "error" and "reset rejected" in r.error for r in bad)
+    assert bad and all(r.status == "infeasible" and r.fault == "scene" and
+                       "infeasible shift" in r.error for r in bad)
+    row = summary_table(records_frame(tmp_path / "run")).iloc[0]
+    assert row["infeasible"] == len(bad) and row["n"] == 20 - len(bad)
+
+
+@register_agent("test_malformed_targets")
+class MalformedTargetAgent:
+    """Returns target chunks the control path must refuse, by episode seed."""
+
+    def reset(self, task, seed):
+        self.mode = seed % 3
+
+    def act(self, obs, info):
+        if self.mode == 0:  # a zero quaternion would send NaN to the simulator
+            return ActionChunk.from_targets([[0.0, 0.0, 1.0]], -1.0,
+                                            orientations=np.zeros((1, 4)))
+        if self.mode == 1:  # a target far outside any table
+            return ActionChunk.from_targets([[0.0, 40.0, 1.0]], -1.0)
+        return ActionChunk.from_targets([[0.0, 0.0, 1.0]], -1.0)
+
+
+def test_malformed_actions_are_agent_errors_before_the_simulator(tmp_path):
+    envs = []
+
+    def factory(**kw):
+        envs.append(FakeEnv(**kw))
+        return envs[-1]
+
+    plan = get_suite("in_dist").plan("test", episodes=3)
+    store = run_plan(plan, RunConfig(agent="test_malformed_targets", coverage=False,
+                                     max_steps=5), tmp_path / "run", env_factory=factory,
+                     progress=False)
+    recs = {r.spec["seed"] % 3: r for r in store.records()}
+    assert recs[0].status == recs[1].status == "error"
+    assert recs[0].fault == recs[1].fault == "agent"
+    assert "unit quaternion" in recs[0].error and "workspace" in recs[1].error
+    assert recs[2].status == "ok" and recs[2].steps == 5
+    assert sum(e.sim_steps for e in envs) == 5  # nothing of the bad chunks reached it
 
 
 def test_a_different_plan_is_refused(tmp_path):
@@ -131,16 +173,18 @@ def test_actions_reach_the_simulator_only_through_step_chunk(tmp_path):
     assert RunStore(tmp_path / "run").finished_ids() == {s.episode_id for s in plan}
 
 
-def test_stage_tracker_counts_approach_and_grasp():
-    from para_bench.runner import StageTracker
+def test_stage_tracker_uses_surface_distances_and_lift():
+    from para_bench.evaluation.stages import StageTracker
 
-    start = {"goal": [["on", "bowl", "plate"]], "object_poses": {"bowl": np.zeros(7)}}
-    tracker = StageTracker(start)
-    far = {"object_poses": {"bowl": np.zeros(7)}, "eef_trajectory": [[0.3, 0, 0]]}
-    tracker.update(far)
+    rest = {"bowl": np.zeros(7)}
+    tracker = StageTracker({"goal_object": "bowl", "object_poses": rest})
+    tracker.update({"object_poses": rest, "goal_object_distances": [0.3, 0.05, 0.021]})
     assert tracker.stage(False) == "none"
-    tracker.update({"object_poses": {"bowl": np.zeros(7)}, "eef_trajectory": [[0.02, 0, 0]]})
-    assert tracker.stage(False) == "approached"
-    lifted = np.array([0, 0, 0.1, 0, 0, 0, 1.0])
-    tracker.update({"object_poses": {"bowl": lifted}, "eef_trajectory": [[0, 0, 0.12]]})
+    tracker.update({"object_poses": rest, "goal_object_distances": [0.03, 0.005, 0.04]})
+    assert tracker.stage(False) == "approached"  # came close once, mid-chunk
+    lifted = {"bowl": np.array([0, 0, 0.1, 0, 0, 0, 1.0])}
+    tracker.update({"object_poses": lifted, "goal_object_distances": [0.02, 0.03]})
+    assert tracker.stage(False) == "approached"  # risen, but the gripper is not on it
+    tracker.update({"object_poses": lifted, "goal_object_distances": [0.004, 0.0]})
     assert tracker.stage(False) == "grasped" and tracker.stage(True) == "placed"
+    assert StageTracker({"object_poses": rest}).stage(False) is None

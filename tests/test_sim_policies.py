@@ -41,12 +41,23 @@ def test_collected_demos_have_libero_layout_and_a_camera(demos):
     assert "wrote 0 demos" in again.stdout and "2 already there" in again.stdout
 
 
+@pytest.fixture(scope="module")
+def checkpoints(demos, tmp_path_factory):
+    """A tiny checkpoint of every policy (3 steps), trained through the CLI."""
+    folder = tmp_path_factory.mktemp("ckpts")
+    out = {}
+    for name in POLICIES:
+        ckpt = folder / f"{name}.pt"
+        proc = _cli("train", "--agent", name, "--data", str(demos), "--out", str(ckpt),
+                    "--steps", "3", "--batch-size", "4", "--quiet", *TINY)
+        assert ckpt.is_file() and "val_pixel_error" in proc.stdout
+        out[name] = ckpt
+    return out
+
+
 @pytest.mark.parametrize("name", POLICIES)
-def test_train_then_run_through_the_servo_path(name, demos, tmp_path):
-    ckpt = tmp_path / f"{name}.pt"
-    proc = _cli("train", "--agent", name, "--data", str(demos), "--out", str(ckpt),
-                "--steps", "3", "--batch-size", "4", "--quiet", *TINY)
-    assert ckpt.is_file() and "val_pixel_error" in proc.stdout
+def test_train_then_run_through_the_servo_path(name, checkpoints, tmp_path):
+    ckpt = checkpoints[name]
     summary = json.loads(ckpt.with_suffix(".train.json").read_text())
     assert summary["steps"] == 3 and len(summary["curve"]) >= 1
     assert ckpt.with_suffix(".overlay.png").stat().st_size > 1000
@@ -57,6 +68,40 @@ def test_train_then_run_through_the_servo_path(name, demos, tmp_path):
     assert rec["status"] == "ok", rec["error"]
     assert rec["steps"] == 24 and rec["checkpoint_sha"]
     assert rec["metrics"]["n_calls"] >= 24 // (2 * 4)  # chunks of n_exec * stride targets
+
+
+def test_demos_and_checkpoints_know_their_scenes_and_run_refuses_them(demos, tmp_path):
+    from para_bench.suites import get_suite
+
+    plan = get_suite("in_dist").plan("train", episodes=2)
+    with h5py.File(demos) as f:
+        demo_scenes = sorted(g.attrs["scene_id"] for g in f["data"].values())
+    assert demo_scenes == sorted(s.scene_id for s in plan)
+    ckpt = tmp_path / "act.pt"
+    _cli("train", "--agent", "act", "--data", str(demos), "--out", str(ckpt),
+         "--steps", "1", "--batch-size", "2", "--quiet", *TINY)
+    summary = json.loads(ckpt.with_suffix(".train.json").read_text())
+    assert summary["train_scene_ids"] == demo_scenes
+    args = ("run", "--agent", "act", "--checkpoint", str(ckpt), "--suite", "in_dist",
+            "--split", "train", "--episodes", "2", "--max-steps", "8", "--no-coverage",
+            "--quiet")
+    proc = _cli(*args, "--out", str(tmp_path / "refused"), check=False)
+    assert proc.returncode == 2 and "--allow-train-scenes" in proc.stderr
+    assert not (tmp_path / "refused" / "episodes.jsonl").exists()
+    _cli(*args, "--allow-train-scenes", "--out", str(tmp_path / "allowed"))
+    assert all(r["train_scene"] is True for r in _records(tmp_path / "allowed"))
+    # the held-out scenes of the training distribution are not training scenes
+    _cli("run", "--agent", "act", "--checkpoint", str(ckpt), "--suite", "in_dist",
+         "--split", "val", "--episodes", "2", "--max-steps", "8", "--no-coverage", "--quiet",
+         "--out", str(tmp_path / "val"))
+    assert all(r["train_scene"] is False for r in _records(tmp_path / "val"))
+
+
+def test_collect_refuses_evaluation_scenes(tmp_path):
+    proc = _cli("collect", "--suite", "pos_ood", "--split", "test", "--episodes", "1",
+                "--out", str(tmp_path / "x.hdf5"), check=False)
+    assert proc.returncode == 2 and "evaluation scenes" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2 and not (tmp_path / "x.hdf5").exists()
 
 
 def test_checkpoint_of_another_model_is_refused(demos, tmp_path):
@@ -73,3 +118,94 @@ def test_checkpoint_of_another_model_is_refused(demos, tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1
     proc = _cli("train", "--agent", "oracle", "--data", str(demos), "--out", "x.pt", check=False)
     assert proc.returncode == 2 and "cannot train agent 'oracle'" in proc.stderr
+
+
+class _StepAudit:
+    """Wraps a real LiberoEnv: simulated time may only advance inside its reset (settling)
+    and its control-path step (``_control_step``, called by ``execute_chunk`` only)."""
+
+    def __init__(self, env):
+        self.env, self.inside, self.t_start, self.episodes = env, 0.0, None, 0
+        self.violations: list[str] = []
+        real_step, real_reset, real_close = env._control_step, env.reset, env.close
+
+        def control_step(action, render):
+            t0 = self._time()
+            try:
+                return real_step(action, render)
+            finally:
+                self.inside += self._time() - t0
+
+        def reset(**kw):
+            self.check()
+            out = real_reset(**kw)
+            self.t_start, self.inside = self._time(), 0.0
+            self.episodes += 1
+            return out
+
+        def close():
+            self.check()
+            real_close()
+
+        env._control_step, env.reset, env.close = control_step, reset, close
+
+    def _time(self):
+        return float(self.env._rs.sim.data.time)
+
+    def check(self):
+        if self.t_start is not None:
+            outside = self._time() - self.t_start - self.inside
+            if abs(outside) > 1e-9:
+                self.violations.append(f"{outside:.4f} s simulated outside the control path")
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+
+AUDITED: list = []
+
+
+def _audited_env(**kw):
+    from para_bench.envs.libero_env import LiberoEnv
+
+    AUDITED.append(_StepAudit(LiberoEnv(**kw)))
+    return AUDITED[-1]
+
+
+class _SneakyAgent:
+    """Steps the simulator itself between chunks: the audit must catch it."""
+
+    def reset(self, task, seed):
+        pass
+
+    def act(self, obs, info):
+        AUDITED[-1].env._rs.step(np.zeros(7))
+        return np.zeros((2, 7))
+
+    def close(self):
+        pass
+
+
+def test_every_simulator_step_of_every_builtin_agent_comes_from_the_control_path(
+        checkpoints, tmp_path):
+    from para_bench.registry import register_agent
+    from para_bench.runner import RunConfig, run_plan
+    from para_bench.suites import get_suite
+
+    plan = get_suite("pos_ood").plan("test", episodes=1)
+    agents = [("oracle", {}), ("noop", {}), ("random", {})] + [
+        (name, {"checkpoint": str(ckpt)}) for name, ckpt in checkpoints.items()]
+    for name, kwargs in agents:
+        AUDITED.clear()
+        store = run_plan(plan, RunConfig(agent=name, agent_kwargs=kwargs, coverage=False,
+                                         max_steps=40), tmp_path / name,
+                         env_factory=_audited_env, progress=False)
+        rec = store.records()[0]
+        assert rec.status == "ok", (name, rec.error)
+        audit = AUDITED[-1]
+        assert audit.episodes == 1 and audit.inside > 0 and not audit.violations, name
+    register_agent("test_sneaky")(_SneakyAgent)
+    AUDITED.clear()
+    run_plan(plan, RunConfig(agent="test_sneaky", coverage=False, max_steps=6),
+             tmp_path / "sneaky", env_factory=_audited_env, progress=False)
+    assert AUDITED[-1].violations and "outside the control path" in AUDITED[-1].violations[0]

@@ -38,6 +38,38 @@ class AgentRequirements:
     render_quality: str | None = None
 
 
+@dataclass(frozen=True)
+class AgentFacts:
+    """What the runner must know about an agent before any episode runs: what it needs
+    from the environment (part of the run's identity) and the scenes it was trained on
+    (refused as evaluation scenes).
+
+    Attributes:
+        requirements: the agent's :class:`AgentRequirements`.
+        train_scene_ids: scene ids of its training data; None when unknown or untrained.
+    """
+
+    requirements: AgentRequirements
+    train_scene_ids: tuple[str, ...] | None = None
+
+
+def agent_facts(factory: Any, kwargs: dict[str, Any], agent: Any = None) -> AgentFacts | None:
+    """The :class:`AgentFacts` of an agent, without building it where possible.
+
+    Uses ``factory.facts(**kwargs)`` when the factory offers it, else a class's
+    ``requirements`` attribute, else the built ``agent`` (None when there is none).
+    """
+    if hasattr(factory, "facts"):
+        return factory.facts(**kwargs)
+    if agent is not None:
+        ids = getattr(agent, "train_scene_ids", None)
+        return AgentFacts(getattr(agent, "requirements", AgentRequirements()),
+                          tuple(ids) if ids is not None else None)
+    if isinstance(factory, type):
+        return AgentFacts(getattr(factory, "requirements", AgentRequirements()))
+    return None
+
+
 @runtime_checkable
 class Agent(Protocol):
     """A policy under evaluation.
@@ -64,6 +96,11 @@ class BaseAgent:
 
     requirements = AgentRequirements()
     checkpoint: str | None = None
+
+    @classmethod
+    def facts(cls, **kwargs: Any) -> AgentFacts:
+        """What the runner needs before building the agent (see :class:`AgentFacts`)."""
+        return AgentFacts(cls.requirements)
 
     def reset(self, task: dict[str, Any], seed: int) -> None:
         self.rng = np.random.default_rng(seed)

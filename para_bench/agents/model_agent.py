@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from para_bench.agents.base import AgentRequirements, BaseAgent
+from para_bench.agents.base import AgentFacts, AgentRequirements, BaseAgent
 from para_bench.types import ActionChunk
 
 
@@ -60,10 +60,28 @@ class ModelAgent(BaseAgent):
         self.device = torch.device(device)
         self.model = load_policy(checkpoint, expect=self.model_name, device=self.device)
         self.config = self.model.config
-        self.requirements = AgentRequirements(image_size=self.config.image_size,
-                                              render_quality=self.model.render_quality)
+        self.requirements = self._requirements(self.config.to_dict(), self.model.train_info)
+        #: scene ids of the training demos (None: unknown, e.g. LIBERO's own demo files);
+        #: the runner refuses to evaluate on them
+        self.train_scene_ids: list[str] | None = self.model.train_info.get("train_scene_ids")
         self._history: deque = deque(maxlen=self.config.history)
         self._eef_start: np.ndarray | None = None
+
+    @classmethod
+    def facts(cls, checkpoint: str | None = None, **kwargs: Any) -> AgentFacts:
+        """Requirements and training scenes, read from the checkpoint (no model is built)."""
+        from para_bench.models.checkpoint import read_checkpoint
+
+        cls.check_checkpoint(checkpoint)
+        payload = read_checkpoint(checkpoint)
+        ids = (payload.get("train") or {}).get("train_scene_ids")
+        return AgentFacts(cls._requirements(payload["config"], payload.get("train") or {}),
+                          tuple(ids) if ids is not None else None)
+
+    @staticmethod
+    def _requirements(config: dict[str, Any], train: dict[str, Any]) -> AgentRequirements:
+        return AgentRequirements(image_size=config.get("image_size"),
+                                 render_quality=train.get("render_quality"))
 
     @classmethod
     def check_checkpoint(cls, path: str | None) -> None:

@@ -17,7 +17,7 @@ the controller holds the end-effector orientation the episode started with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +27,24 @@ from para_bench.types import ActionChunk, ControlMode
 OSC_POS_LIMIT = 0.05  # metres per control step at |action| = 1 (robosuite output_max)
 OSC_ROT_LIMIT = 0.5  # radians per control step at |action| = 1
 CONTROL_MODES: tuple[str, ...] = ("delta", "servo", "teleport")
+#: Bumped whenever what a chunk does to the robot changes; part of every run's identity.
+CONTROL_PATH_VERSION = 2
+#: World-frame box (metres) every end-effector target must lie in: LIBERO's tables sit at
+#: the origin with the robot's mount at x = -0.66; anything outside is not a target but a bug.
+TARGET_WORKSPACE = ((-1.5, -1.5, 0.0), (1.5, 1.5, 2.5))
+
+
+def check_targets(chunk: ActionChunk) -> None:
+    """Raises ``ValueError`` when a target chunk leaves :data:`TARGET_WORKSPACE`."""
+    if chunk.targets is None:
+        return
+    lo, hi = (np.asarray(b) for b in TARGET_WORKSPACE)
+    t = np.asarray(chunk.targets)
+    outside = np.any((t < lo) | (t > hi), axis=1)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(f"target {i} {np.round(t[i], 3).tolist()} lies outside the workspace "
+                         f"box {TARGET_WORKSPACE} (world frame, metres)")
 
 
 @dataclass(frozen=True)
@@ -76,13 +94,25 @@ class Controllable(Protocol):
 
 @dataclass
 class ChunkResult:
-    """What executing one chunk did."""
+    """What executing one chunk did.
+
+    Attributes:
+        steps: control steps executed.
+        success: the task succeeded during the chunk (execution stopped there).
+        rendered_in_step: the camera was rendered inside the last control step.
+        eef_trajectory: (steps, 3) EEF position after every control step.
+        commands: (steps, 7) the LIBERO actions actually sent.
+        mode: the control mode that executed the chunk (``delta``, ``servo``, ``teleport``).
+        steps_per_target: (n,) control steps each target got (empty for deltas).
+    """
 
     steps: int
     success: bool
     rendered_in_step: bool
-    eef_trajectory: np.ndarray  # (steps, 3)
-    commands: np.ndarray  # (steps, 7) the LIBERO actions actually sent
+    eef_trajectory: np.ndarray
+    commands: np.ndarray
+    mode: str = "delta"
+    steps_per_target: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
 
 def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -142,6 +172,8 @@ def execute_chunk(env: Controllable, chunk: ActionChunk, config: ControlConfig) 
         cmds.append(action)
         return ok
 
+    per_target: list[int] = []
+    mode = "delta"
     if chunk.deltas is not None:
         for i, d in enumerate(chunk.deltas):
             if env._steps_left <= 0:
@@ -161,6 +193,7 @@ def execute_chunk(env: Controllable, chunk: ActionChunk, config: ControlConfig) 
         for i in range(n):
             orient = None if chunk.orientations is None else chunk.orientations[i]
             budget = config.servo_steps if mode == "servo" else config.teleport_max_steps
+            per_target.append(0)
             for j in range(budget):
                 if env._steps_left <= 0:
                     break
@@ -170,6 +203,7 @@ def execute_chunk(env: Controllable, chunk: ActionChunk, config: ControlConfig) 
                     break
                 a = servo_action(env, chunk.targets[i], chunk.gripper[i], orient, config)
                 last = mode == "servo" and i == n - 1 and j == budget - 1
+                per_target[-1] += 1
                 success = step(a, last=last)
                 if success:
                     break
@@ -177,4 +211,5 @@ def execute_chunk(env: Controllable, chunk: ActionChunk, config: ControlConfig) 
                 break
     traj_arr = np.asarray(traj).reshape(-1, 3)
     return ChunkResult(len(traj), success, rendered and bool(traj), traj_arr,
-                       np.asarray(cmds).reshape(-1, 7))
+                       np.asarray(cmds).reshape(-1, 7), mode,
+                       np.asarray([k for k in per_target if k], dtype=int))

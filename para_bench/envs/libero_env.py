@@ -43,18 +43,23 @@ from para_bench.envs.camera import (
     mujoco_to_opencv,
     orbit,
 )
-from para_bench.envs.control import ControlConfig, execute_chunk
+from para_bench.envs.control import ControlConfig, check_targets, execute_chunk
 from para_bench.envs.perturbations import CameraPerturbation, ObjectShift
 from para_bench.envs.tasks import get_task, load_init_states, validate_task
 from para_bench.types import ActionChunk, as_action_chunk
 
 RENDER_QUALITIES = ("fast", "libero")
 SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1.0])
-RESET_OPTIONS = {"init_state", "camera", "objects"}
+RESET_OPTIONS = {"init_state", "placement_seed", "camera", "objects"}
 
 
 class SimulationUnstable(RuntimeError):
     """The physics diverged; the episode cannot continue (reset the environment)."""
+
+
+class InfeasibleScene(ValueError):
+    """A perturbation this scene cannot take (objects interpenetrate, fall, slide or keep
+    moving; the camera ends below the table). Deterministic: retrying cannot help."""
 
 
 class LiberoEnv(gym.Env):
@@ -124,6 +129,11 @@ class LiberoEnv(gym.Env):
         os.environ.setdefault("MUJOCO_GL", "egl")
         _quiet_render_teardown()
         from libero.libero.envs.env_wrapper import OffScreenRenderEnv
+        from robosuite.macros import IMAGE_CONVENTION
+
+        if IMAGE_CONVENTION != "opengl":  # the vertical flip below assumes it
+            raise RuntimeError(f"robosuite's macros.IMAGE_CONVENTION is {IMAGE_CONVENTION!r}; "
+                               "para-bench needs robosuite's default 'opengl'")
 
         self._libero = OffScreenRenderEnv(
             bddl_file_name=self.task.bddl_path,
@@ -145,6 +155,9 @@ class LiberoEnv(gym.Env):
                              sim.model.cam_quat[self._cam_id].copy())
         self._table_z = float(self._rs.workspace_offset[2])
         self._eef_site = self._rs.robots[0].eef_site_id
+        self._goal_object = self._object_to_move()
+        self._step_distances: list[float] = []
+        self._gripper_geoms: list[int] | None = None
         self._render_gate = False
         self._gate_cameras()
         self._configure_renderer()
@@ -171,6 +184,7 @@ class LiberoEnv(gym.Env):
         self._object_shift: ObjectShift | None = None
         self._last_obs: dict | None = None
         self._init_state: int | None = None
+        self._placement_seed: int | None = None
         self._geom_cache: dict[str, list[int]] = {}
         self._divergences_seen = 0
         self._needs_reset = True
@@ -184,7 +198,13 @@ class LiberoEnv(gym.Env):
         real = observable._sensor
 
         def gated(obs_cache: dict) -> np.ndarray:
-            return real(obs_cache) if self._render_gate else stub
+            if not self._render_gate:
+                return stub
+            # robosuite renders into whichever GL context is current; with two
+            # environments in one process (an agent's and the oracle reference's) that is
+            # often the other one's, giving subtly wrong, non-deterministic pixels
+            self._rs.sim._render_context_offscreen.gl_ctx.make_current()
+            return real(obs_cache)
 
         gated.__modality__ = getattr(real, "__modality__", "image")
         observable._sensor = gated
@@ -214,6 +234,8 @@ class LiberoEnv(gym.Env):
             self._render_gate = False
         self._steps += 1
         self._check_stable()
+        if self._goal_object is not None:
+            self._step_distances.append(self.gripper_surface_distance(self._goal_object))
         if render:
             self._last_obs = self._rs._get_observations()
             if self.record_steps:
@@ -286,23 +308,53 @@ class LiberoEnv(gym.Env):
             ]
         return self._geom_cache[name]
 
+    def gripper_surface_distance(self, name: str) -> float:
+        """Metres between the gripper's collision geometry (hand, fingers, pads) and the
+        nearest collision surface of object ``name`` (0 when touching; capped at 0.5)."""
+        import mujoco
+
+        model, data = self._rs.sim.model._model, self._rs.sim.data._data
+        if self._gripper_geoms is None:
+            prefix = self._rs.robots[0].gripper.naming_prefix
+            self._gripper_geoms = [
+                g for g in range(model.ngeom)
+                if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g) or "").startswith(prefix)
+                and (model.geom_contype[g] or model.geom_conaffinity[g])]
+        fromto = np.zeros(6)
+        best = 0.5
+        for a in self._gripper_geoms:
+            for b in self._collision_geoms(name):
+                best = min(best, mujoco.mj_geomDistance(model, data, a, b, best, fromto))
+        return max(float(best), 0.0)
+
+    def _object_to_move(self) -> str | None:
+        """The object of the first ``(on X Y)`` / ``(in X Y)`` goal, if it is movable."""
+        for g in self._rs.parsed_problem["goal_state"]:
+            if len(g) == 3 and g[0].lower() in ("on", "in") and g[1] in self._rs.objects_dict:
+                return g[1]
+        return None
+
     def movable_objects(self) -> list[str]:
         """Names of the task's movable (free-jointed) objects."""
         return list(self._rs.objects_dict)
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Resets to an official init state, then applies perturbations.
+        """Resets to an official init state or a sampled placement, then perturbs.
 
         Args:
             seed: seeds ``np_random``; the init state defaults to ``seed % n_init_states``.
-            options: ``init_state`` (int), ``camera`` (dict, see
+            options: ``init_state`` (int, one of LIBERO's official init states) or
+                ``placement_seed`` (int: a fresh placement from LIBERO's own placement
+                sampler, the BDDL regions, seeded -- how LIBERO generated its init files;
+                fixture jitter comes from the same seed), ``camera`` (dict, see
                 :class:`~para_bench.envs.perturbations.CameraPerturbation`), ``objects``
                 (dict, see :class:`~para_bench.envs.perturbations.ObjectShift`).
 
         Raises:
-            ValueError: unknown options, an init state out of range, an unknown object, or an
-                object placement that interpenetrates, falls or does not settle.
+            InfeasibleScene: the perturbation cannot be applied to this scene (objects
+                interpenetrate, fall, slide or keep moving; the camera ends below the table).
+            ValueError: unknown options, an init state out of range, an unknown object.
         """
         super().reset(seed=seed)
         options = dict(options or {})
@@ -312,10 +364,19 @@ class LiberoEnv(gym.Env):
                              f"{sorted(RESET_OPTIONS)}")
         n_init = len(self._init_states)
         init_state = options.get("init_state")
-        if init_state is None:
+        placement = options.get("placement_seed")
+        if placement is not None:
+            if init_state is not None:
+                raise ValueError("give one of init_state or placement_seed, not both")
+            if isinstance(placement, bool) or not isinstance(placement, (int, np.integer)) \
+                    or not 0 <= placement < 2**32:
+                raise ValueError(f"placement_seed must be an integer in 0..2**32-1, "
+                                 f"got {placement!r}")
+        elif init_state is None:
             init_state = int(self.np_random.integers(n_init)) if seed is None else seed % n_init
-        if isinstance(init_state, bool) or not isinstance(init_state, (int, np.integer)) \
-                or not 0 <= init_state < n_init:
+        if placement is None and (isinstance(init_state, bool)
+                                  or not isinstance(init_state, (int, np.integer))
+                                  or not 0 <= init_state < n_init):
             raise ValueError(
                 f"init_state must be an integer in 0..{n_init - 1}, got {init_state!r}"
             )
@@ -330,16 +391,21 @@ class LiberoEnv(gym.Env):
         # LIBERO re-samples fixture placements from the global numpy RNG on every reset:
         # seed it from this reset's RNG so the same seed gives the same scene.
         scene_seed = int(self.np_random.integers(2**31))
+        if placement is not None:  # the sampler and the fixture jitter share its seed
+            scene_seed, init_state = int(placement), None
+        else:
+            init_state = int(init_state)
         reference = None
         if shift:  # where the objects come to rest unshifted: the shift is judged against it
-            self._restore_and_settle(int(init_state), scene_seed, None)
+            self._restore_and_settle(init_state, scene_seed, None)
             reference = {n: self._free_joint_qpos(n)[:2].copy() for n in self._shift_names(shift)}
-        self._restore_and_settle(int(init_state), scene_seed, shift)
+        self._restore_and_settle(init_state, scene_seed, shift)
         self._apply_camera(camera)
         if shift:
             self._check_settled(shift, reference)
         self._start_rot = self._eef_rotmat()
-        self._init_state = int(init_state)
+        self._init_state = init_state
+        self._placement_seed = None if placement is None else int(placement)
         self._camera_perturbation, self._object_shift = camera, shift
         self._render_now()
         self._needs_reset = False
@@ -364,7 +430,9 @@ class LiberoEnv(gym.Env):
         if self._needs_reset:
             raise RuntimeError("call reset() before step_chunk()")
         chunk = as_action_chunk(actions)
+        check_targets(chunk)
         self._recorded = []
+        self._step_distances = []
         if control is not None:
             chunk.control = control
             chunk.validate()
@@ -379,6 +447,10 @@ class LiberoEnv(gym.Env):
         info = self._info(success=success)
         info["eef_trajectory"] = result.eef_trajectory
         info["commands"] = result.commands
+        info["control_mode"] = result.mode
+        info["steps_per_target"] = result.steps_per_target
+        if self._goal_object is not None:
+            info["goal_object_distances"] = np.asarray(self._step_distances)
         if self.record_steps:
             info["step_observations"], self._recorded = self._recorded, []
         return self._observation(), float(success), terminated, truncated, info
@@ -391,6 +463,11 @@ class LiberoEnv(gym.Env):
 
     def close(self) -> None:
         if getattr(self, "_libero", None) is not None:
+            # MuJoCo frees a render context's GL objects by id in the *current* GL context:
+            # make ours current first, or another environment's textures are freed instead
+            ctx = getattr(self._rs.sim, "_render_context_offscreen", None)
+            if ctx is not None:
+                ctx.gl_ctx.make_current()
             self._libero.close()
             self._libero = None
 
@@ -431,9 +508,13 @@ class LiberoEnv(gym.Env):
             "success": bool(success),
             "steps": self._steps,
             "init_state": self._init_state,
+            "placement_seed": self._placement_seed,
             "object_poses": self.object_poses(),
             "object_extents": self.object_extents(),
             "goal": [list(g) for g in self._rs.parsed_problem["goal_state"]],
+            "goal_object": self._goal_object,
+            "goal_object_distance": (None if self._goal_object is None else
+                                     self.gripper_surface_distance(self._goal_object)),
         }
 
     def _apply_camera(self, camera: CameraPerturbation | None) -> None:
@@ -450,7 +531,7 @@ class LiberoEnv(gym.Env):
         new_pos, new_rot = orbit(xpos, xmat, pivot, camera.yaw_deg, camera.pitch_deg,
                                  camera.distance_scale)
         if new_pos[2] < self._table_z + 0.1:
-            raise ValueError(
+            raise InfeasibleScene(
                 f"camera perturbation {camera.to_dict()} puts the camera below the table"
             )
         sim.model.cam_pos[self._cam_id] = new_pos
@@ -470,9 +551,10 @@ class LiberoEnv(gym.Env):
             return {g for g in range(model.ngeom) if model.geom_bodyid[g] in subtree}
         return {g for g in range(model.ngeom) if model.body_rootid[model.geom_bodyid[g]] == body}
 
-    def _restore_and_settle(self, init_state: int, scene_seed: int,
+    def _restore_and_settle(self, init_state: int | None, scene_seed: int,
                             shift: ObjectShift | None) -> None:
-        """Soft reset to an init state (seeded fixture jitter), shift objects, settle."""
+        """Soft reset (LIBERO's placement sampler and fixture jitter seeded by
+        ``scene_seed``), then the official init state if one is given, shift, settle."""
         rs = self._rs
         rs.robots[0].gripper.current_action = np.zeros_like(rs.robots[0].gripper.current_action)
         global_state = np.random.get_state()
@@ -481,7 +563,8 @@ class LiberoEnv(gym.Env):
             rs.reset()
         finally:
             np.random.set_state(global_state)
-        self._libero.set_init_state(self._init_states[init_state])
+        if init_state is not None:
+            self._libero.set_init_state(self._init_states[init_state])
         if shift:
             self._apply_object_shift(shift)
         self._steps = 0
@@ -518,7 +601,7 @@ class LiberoEnv(gym.Env):
             c = data.contact[i]
             if c.dist < -0.01 and (c.geom1 in moved or c.geom2 in moved):
                 g1, g2 = (sim.model.geom_id2name(c.geom1), sim.model.geom_id2name(c.geom2))
-                raise ValueError(
+                raise InfeasibleScene(
                     f"object shift {shift.to_dict()} makes objects interpenetrate "
                     f"({g1} / {g2}, {-c.dist * 100:.1f} cm) in {self.task.key}"
                 )
@@ -534,15 +617,15 @@ class LiberoEnv(gym.Env):
             now = self._free_joint_qpos(name)[:3]
             drift = float(np.linalg.norm(now[:2] - reference[name] - (shift.dx, shift.dy)))
             if now[2] < self._table_z - 0.05:
-                raise ValueError(f"object shift {shift.to_dict()} drops {name} off the table "
+                raise InfeasibleScene(f"object shift {shift.to_dict()} drops {name} off the table "
                                  f"in {self.task.key}")
             if drift > 0.02:
-                raise ValueError(
+                raise InfeasibleScene(
                     f"object shift {shift.to_dict()}: {name} did not settle where placed "
                     f"(slid {drift * 100:.1f} cm) in {self.task.key}"
                 )
             if np.linalg.norm(self._free_joint_qvel(name)[:3]) > 0.05:
-                raise ValueError(f"object shift {shift.to_dict()}: {name} never came to rest "
+                raise InfeasibleScene(f"object shift {shift.to_dict()}: {name} never came to rest "
                                  f"in {self.task.key}")
         self._check_penetration(shift, list(reference))
 

@@ -108,10 +108,6 @@ def load_policy(path: str | Path, expect: str | None = None,
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path}: weights do not fit the {payload['model']} "
                               f"model ({str(e).splitlines()[0][:160]})") from None
-    model.render_quality = render_quality(payload)
+    model.train_info = dict(payload.get("train") or {})
     return model.to(device).eval()
 
-
-def render_quality(payload: dict[str, Any]) -> str:
-    """How the checkpoint's training images were rendered (``fast`` or ``libero``)."""
-    return str(payload.get("train", {}).get("render_quality", "fast"))

@@ -101,17 +101,23 @@ class RunStore:
         existing = self.read_manifest()
         if existing is None:
             return
-        found = existing.get("format")
-        if found != RECORD_FORMAT_VERSION:
-            raise ResultsFormatError(
-                f"{self.path} was written by {_format_age(found)} para-bench record format "
-                f"({found}, this version reads {RECORD_FORMAT_VERSION}); use another --out."
-            )
+        self.check_format()
         if existing.get("plan_hash") != manifest.get("plan_hash"):
             raise ResultsFormatError(
                 f"{self.path} holds a different episode plan (plan_hash "
                 f"{existing.get('plan_hash')} vs {manifest.get('plan_hash')}); "
                 "use another --out to start a new run."
+            )
+
+    def check_format(self) -> None:
+        """Raises :class:`ResultsFormatError` when the stored manifest has another record
+        ``format`` than :data:`RECORD_FORMAT_VERSION` (passes without a manifest)."""
+        existing = self.read_manifest()
+        found = existing.get("format") if existing else RECORD_FORMAT_VERSION
+        if found != RECORD_FORMAT_VERSION:
+            raise ResultsFormatError(
+                f"{self.path} was written by {_format_age(found)} para-bench record format "
+                f"({found}, this version reads {RECORD_FORMAT_VERSION}); use another --out."
             )
 
     # -- records ----------------------------------------------------------------------------
@@ -170,7 +176,8 @@ class RunStore:
             raise OSError(f"short write to {self.episodes_path}: {written} of {len(line)} bytes")
 
     def records(self) -> list[EpisodeRecord]:
-        """Reads all records, first occurrence of each ``episode_id`` kept.
+        """Reads all records; of several records of one ``episode_id`` (an errored episode
+        re-run with ``--retry-errors``) the last is kept, in the position of the first.
 
         A torn or unparseable last line (a kill mid-write) is skipped silently.
 
@@ -206,11 +213,11 @@ class RunStore:
                 raise ResultsFormatError(
                     f"{self.episodes_path}: line {i + 1} is missing record fields ({e})"
                 ) from e
-            out.setdefault(rec.episode_id, rec)
+            out[rec.episode_id] = rec
         return list(out.values())
 
     def finished_ids(self) -> set[str]:
-        """Episode ids that already have a record (ok or error)."""
+        """Episode ids that already have a record (any status)."""
         return {r.episode_id for r in self.records()}
 
 

@@ -1,13 +1,23 @@
 """Tables from run folders: one row per episode, summaries per group, paired comparisons.
 
-Counting rule: an episode with ``status == "error"`` (agent or simulator fault) counts in
-``n`` and as a **failure** in the success rate and its Wilson interval; it is also
-reported in the separate ``errors`` column. Trajectory metrics (jerk, coverage, steps)
-are averaged over ``ok`` episodes only, NaN values ignored.
+Counting rule: an episode with ``status == "error"`` (agent, simulator or worker fault)
+counts in ``n`` and as a **failure** in the success rate and its Wilson interval; it is
+also reported in the separate ``errors`` column. An ``infeasible`` episode (a scene that
+cannot take its perturbation) is not a trial: it is left out of ``n`` and shown in its own
+column. Trajectory metrics (jerk, coverage, steps) are averaged over ``ok`` episodes only,
+NaN values ignored.
+
+Rows are keyed by the full identity of what produced them, never by a file name: the
+``agent`` label is the agent name, ``[checkpoint file stem@sha256 prefix]`` when it ran
+from a checkpoint, and, in parentheses, every run setting that differs from the defaults
+(control mode as executed -- ``servo+teleport`` when an agent switched chunks to
+``teleport`` in a ``servo`` run -- max steps, action scale, image size, zero rotation,
+render quality, physics loop, agent arguments, training scenes allowed).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -32,12 +42,21 @@ __all__ = [
 
 METRIC_COLUMNS = ("jerk", "accel_mean", "coverage", "coverage_3d", "path_length")
 RECORD_COLUMNS = (
-    "run", "agent", "suite", "split", "task", "episode_id", "status", "success", "steps",
+    "run", "agent", "settings", "suite", "split", "task", "episode_id", "status", "success",
+    "steps",
     *METRIC_COLUMNS, "wall_time_s",
 )  # fmt: skip
 SUMMARY_COLUMNS = (
-    "n", "errors", "k", "success_pct", "ci_low_pct", "ci_high_pct", "jerk", "coverage", "steps",
+    "n", "errors", "infeasible", "k", "success_pct", "ci_low_pct", "ci_high_pct", "jerk",
+    "coverage", "steps",
 )  # fmt: skip
+#: Identity settings and their defaults; a label names each one that differs.
+SETTING_DEFAULTS = {"max_steps": 600, "action_scale": 1.0, "image_size": 128,
+                    "zero_rotation": False, "render_quality": "fast", "physics": None,
+                    "agent_args": {}, "allow_train_scenes": False}
+#: What must match for two runs' episodes to be compared pairwise.
+COMPARABLE_SETTINGS = ("control", "zero_rotation", "max_steps", "action_scale", "image_size",
+                       "render_quality", "physics", "control_path_version")
 
 
 def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -51,9 +70,33 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _agent_label(agent: str, checkpoint: str | None, control: str) -> str:
-    label = f"{agent}[{Path(checkpoint).stem}]" if checkpoint else agent
-    return label if control in ("servo", None) else f"{label} ({control})"
+def run_label(agent: str, checkpoint: str | None, checkpoint_sha: str | None,
+              identity: dict, modes_seen: set[str]) -> str:
+    """The row label of a run's records (see the module docstring)."""
+    label = agent
+    if checkpoint or checkpoint_sha:
+        stem = Path(checkpoint).stem if checkpoint else "ckpt"
+        label += f"[{stem}@{(checkpoint_sha or '')[:8]}]" if checkpoint_sha else f"[{stem}]"
+    control = identity.get("control", "servo")
+    extra = sorted(m for m in modes_seen if m not in (control, "delta"))
+    parts = []
+    if control != "servo" or extra:
+        parts.append("+".join([control, *extra]))
+    for key, default in SETTING_DEFAULTS.items():
+        value = identity.get(key, default)
+        if key == "physics" and value in (None, "fast"):
+            continue
+        if value != default:
+            shown = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+            parts.append(f"{key}={shown}")
+    return f"{label} ({', '.join(parts)})" if parts else label
+
+
+def _identity(manifest: dict) -> dict:
+    """A run's identity; manifests of older runs only had the config."""
+    if "identity" in manifest:
+        return dict(manifest["identity"])
+    return dict(manifest.get("config") or {})
 
 
 def records_frame(run_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
@@ -63,24 +106,29 @@ def records_frame(run_dirs: Iterable[str | os.PathLike] | str | os.PathLike) -> 
         run_dirs: run folders; a single path is expanded with :func:`find_runs`.
 
     Returns:
-        Columns :data:`RECORD_COLUMNS` (``run`` is the folder path; ``agent`` is the agent
-        name, followed by ``[checkpoint file stem]`` for agents run from a checkpoint and
-        ``(control mode)`` for runs not under the default ``servo``, so two checkpoints or
-        two protocols of one policy stay apart; ``suite`` and ``split`` come from the
-        record's spec; missing metrics are NaN), then every other numeric entry of
-        ``metrics``, nested dicts flattened as ``outer.inner``.
+        Columns :data:`RECORD_COLUMNS` (``run`` is the folder path; ``agent`` is the row
+        label of the run's identity, see the module docstring; ``settings`` the JSON of the
+        run's :data:`COMPARABLE_SETTINGS`; ``suite`` and ``split`` come from the record's
+        spec; missing metrics are NaN), then every other numeric entry of ``metrics``,
+        nested dicts flattened as ``outer.inner``.
     """
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = find_runs(run_dirs)
     rows = []
     for run_dir in run_dirs:
         store = RunStore(run_dir)
-        control = ((store.read_manifest() or {}).get("config") or {}).get("control", "servo")
-        for rec in store.records():
+        identity = _identity(store.read_manifest() or {})
+        settings = json.dumps({k: identity.get(k) for k in COMPARABLE_SETTINGS},
+                              sort_keys=True)
+        records = store.records()
+        modes = {m for r in records for m in ((r.metrics or {}).get("control_modes") or {})}
+        for rec in records:
             metrics = _flatten(rec.metrics or {})
             row: dict = {
                 "run": str(Path(run_dir)),
-                "agent": _agent_label(rec.agent, rec.checkpoint, control),
+                "agent": run_label(rec.agent, rec.checkpoint, rec.checkpoint_sha, identity,
+                                   modes),
+                "settings": settings,
                 "suite": rec.spec.get("suite"),
                 "split": rec.spec.get("split"),
                 "task": rec.task,
@@ -110,16 +158,19 @@ def summary_table(
         by: grouping columns.
 
     Returns:
-        One row per group: the ``by`` columns, then ``n`` (episodes, errors included),
-        ``errors``, ``k`` (successes), ``success_pct``, ``ci_low_pct``, ``ci_high_pct``
-        (95% Wilson over all ``n`` episodes, errors counted as failures), and ``jerk``,
-        ``coverage``, ``steps`` (means over ``ok`` episodes, NaN ignored).
+        One row per group: the ``by`` columns, then ``n`` (trials: errors included,
+        infeasible scenes not), ``errors``, ``infeasible``, ``k`` (successes),
+        ``success_pct``, ``ci_low_pct``, ``ci_high_pct`` (95% Wilson over the ``n`` trials,
+        errors counted as failures), and ``jerk``, ``coverage``, ``steps`` (means over ``ok``
+        episodes, NaN ignored).
     """
     by = list(by)
     rows = []
     if len(df):
         for keys, g in df.groupby(by, sort=True, dropna=False):
             keys = keys if isinstance(keys, tuple) else (keys,)
+            infeasible = int((g["status"] == "infeasible").sum())
+            g = g[g["status"] != "infeasible"]
             ok = g[g["status"] == "ok"]
             k = int((g["success"].astype(bool) & (g["status"] == "ok")).sum())
             n = len(g)
@@ -129,8 +180,9 @@ def summary_table(
                     **dict(zip(by, keys, strict=True)),
                     "n": n,
                     "errors": n - len(ok),
+                    "infeasible": infeasible,
                     "k": k,
-                    "success_pct": 100.0 * k / n,
+                    "success_pct": 100.0 * k / n if n else math.nan,
                     "ci_low_pct": 100.0 * low,
                     "ci_high_pct": 100.0 * high,
                     "jerk": ok["jerk"].mean(),
@@ -139,6 +191,17 @@ def summary_table(
                 }
             )
     return pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])
+
+
+def _settings_diff(a: set[str], b: set[str]) -> str:
+    sa = [json.loads(x) for x in sorted(a)]
+    sb = [json.loads(x) for x in sorted(b)]
+    parts = []
+    for key in COMPARABLE_SETTINGS:
+        va, vb = {json.dumps(x.get(key)) for x in sa}, {json.dumps(x.get(key)) for x in sb}
+        if va != vb:
+            parts.append(f"{key} {'/'.join(sorted(va))} vs {'/'.join(sorted(vb))}")
+    return "; ".join(parts) or "mixed settings"
 
 
 def _num(value: float, digits: int) -> str:
@@ -167,13 +230,15 @@ def _cells(summary: pd.DataFrame, align: bool) -> tuple[list[str], list[list[str
     """Header, string rows and right-alignment flags shared by both renderers."""
     success = _success_cells(summary, align)
     keys = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
-    header = [*keys, "success (k/n, 95% CI)", "errors", "jerk m/s^3", "coverage", "steps"]
-    right = [False] * len(keys) + [False, True, True, True, True]
+    header = [*keys, "success (k/n, 95% CI)", "errors", "infeasible", "jerk m/s^3",
+              "coverage", "steps"]
+    right = [False] * len(keys) + [False, True, True, True, True, True]
     rows = [
         [
             *(str(row[c]) for c in keys),
             success[i],
             str(int(row["errors"])),
+            str(int(row["infeasible"])),
             _num(row["jerk"], 2),
             _num(row["coverage"], 2),
             _num(row["steps"], 1),
@@ -218,8 +283,10 @@ def paired_comparison(
 ) -> dict:
     """Compares two agents on the episodes both ran (joined on ``episode_id``).
 
-    Errors count as failures. When an agent has several records of one episode (several
-    runs), the first is used.
+    Errors count as failures; infeasible episodes are left out. The two agents' runs must
+    share their :data:`COMPARABLE_SETTINGS` (else ``ValueError`` names the difference), and
+    each agent may have only one record per episode (else ``ValueError``: two runs of one
+    identity on the same episodes).
 
     Args:
         df: a :func:`records_frame`.
@@ -234,10 +301,21 @@ def paired_comparison(
         of ``diff``), ``b01`` (A fails, B succeeds), ``b10`` and ``p_value`` (exact McNemar).
     """
     d = df if suite is None else df[df["suite"] == suite]
+    d = d[d["status"] != "infeasible"]
     won = d["success"].astype(bool) & (d["status"] == "ok")
-    d = d.assign(won=won)[["agent", "episode_id", "won"]]
-    a = d[d["agent"] == agent_a].drop_duplicates("episode_id")
-    b = d[d["agent"] == agent_b].drop_duplicates("episode_id")
+    d = d.assign(won=won)
+    settings_a = set(d.loc[d["agent"] == agent_a, "settings"].dropna())
+    settings_b = set(d.loc[d["agent"] == agent_b, "settings"].dropna())
+    if settings_a and settings_b and settings_a != settings_b:
+        diff = _settings_diff(settings_a, settings_b)
+        raise ValueError(f"{agent_a} and {agent_b} ran under different settings ({diff}); "
+                         "a paired comparison needs the same protocol")
+    d = d[["agent", "episode_id", "won"]]
+    a, b = d[d["agent"] == agent_a], d[d["agent"] == agent_b]
+    for name, part in ((agent_a, a), (agent_b, b)):
+        if part["episode_id"].duplicated().any():
+            raise ValueError(f"{name} has several records of one episode (several runs of "
+                             "the same identity); compare one run folder per agent")
     m = a.merge(b, on="episode_id", suffixes=("_a", "_b"))
     sa = m["won_a"].to_numpy(dtype=bool)
     sb = m["won_b"].to_numpy(dtype=bool)

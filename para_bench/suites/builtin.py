@@ -1,5 +1,11 @@
 """The built-in suites: ``in_dist``, ``pos_ood``, ``viewpoint_ood``, and two sweeps.
 
+Every suite with a ``train`` split also has ``val``: the same perturbations on other
+sampled placements (held-out scenes of the training distribution, to tell "does not
+generalise" from "does not work"). ``train`` and ``val`` scenes come from LIBERO's
+placement sampler; test splits use the 50 official init states (see
+:mod:`para_bench.suites.spec`), so train and test scenes never coincide.
+
 Object shifts move all of the task's movable objects together (the scene layout is kept,
 its position on the table changes); ``dy > 0`` is the robot's left, which is the image's
 right in LIBERO's agent view.
@@ -29,13 +35,17 @@ def _view(yaw: float, pitch: float, extra: dict | None = None) -> dict:
             "extra": extra or {}}
 
 
-@register_suite("in_dist", description="official init states, no perturbation")
+@register_suite("in_dist", description="no perturbation (sampled train scenes, official "
+                "test init states)")
 def in_dist() -> SuiteSpec:
-    """Official init states, no perturbation (train and test draw the same scenes)."""
+    """No perturbation: train / val on sampled placements, test on the official init states."""
     none = [{"extra": {}}]
     return SuiteSpec(
-        name="in_dist", version=1, description="official init states, no perturbation",
-        splits={"train": none, "test": none}, default_episodes={"train": 50, "test": 50},
+        name="in_dist", version=2,
+        description="no perturbation: train on sampled placements, test on the official "
+                    "init states",
+        splits={"train": none, "val": none, "test": none},
+        default_episodes={"train": 50, "val": 20, "test": 50},
     )
 
 
@@ -49,10 +59,12 @@ def pos_ood() -> SuiteSpec:
     for dx, dy in itertools.product(POS_TEST_DX, POS_TEST_DY):
         dist = float(np.min(np.linalg.norm(train_xy - [dx, dy], axis=1)))
         test.append(_shift(dx, dy, {"dist_to_train_m": round(dist, 4)}))
+    train_split = [_shift(dx, dy) for dx, dy in train]
     return SuiteSpec(
-        name="pos_ood", version=1,
+        name="pos_ood", version=2,
         description="object-position shift: train on dy<0, test on a 20-point grid at dy>0",
-        splits={"train": [_shift(dx, dy) for dx, dy in train], "test": test},
+        splits={"train": train_split, "val": train_split, "test": test},
+        default_episodes={"val": 20},
         params={"train_dx": POS_TRAIN_DX, "train_dy": POS_TRAIN_DY,
                 "test_dx": POS_TEST_DX, "test_dy": POS_TEST_DY},
     )
@@ -69,9 +81,11 @@ def viewpoint_ood() -> SuiteSpec:
     left = [_view(-y, p, {"off_axis_deg": abs(y)}) for y, p in
             itertools.product((15, 20, 25), (0, 10))]
     return SuiteSpec(
-        name="viewpoint_ood", version=1,
+        name="viewpoint_ood", version=2,
         description="camera orbit: train within 5 deg of default, test 15-25 deg off-axis",
-        splits={"train": train, "test": right + left, "test_right": right, "test_left": left},
+        splits={"train": train, "val": train, "test": right + left, "test_right": right,
+                "test_left": left},
+        default_episodes={"val": 20},
         params={"train_yaw_deg": (-5, 0, 5), "train_pitch_deg": (-5, 0, 5),
                 "test_yaw_deg": (15, 20, 25, -15, -20, -25), "test_pitch_deg": (0, 10)},
     )
@@ -81,7 +95,7 @@ def viewpoint_ood() -> SuiteSpec:
 def viewpoint_sweep() -> SuiteSpec:
     """Yaw 0..45 deg in 5 deg steps (success vs. perturbation size)."""
     views = [_view(y, 0, {"sweep": y}) for y in range(0, 50, 5)]
-    return SuiteSpec(name="viewpoint_sweep", version=1,
+    return SuiteSpec(name="viewpoint_sweep", version=2,
                      description="camera yaw 0..45 deg in 5 deg steps",
                      splits={"test": views}, params={"yaw_deg": list(range(0, 50, 5))})
 
@@ -90,6 +104,6 @@ def viewpoint_sweep() -> SuiteSpec:
 def shift_sweep() -> SuiteSpec:
     """Object shift 0..15 cm along +y in 3 cm steps (success vs. perturbation size)."""
     shifts = [_shift(0.0, d / 100, {"sweep": d / 100}) for d in range(0, 18, 3)]
-    return SuiteSpec(name="shift_sweep", version=1,
+    return SuiteSpec(name="shift_sweep", version=2,
                      description="object shift dy 0..15 cm in 3 cm steps",
                      splits={"test": shifts}, params={"dy_m": [d / 100 for d in range(0, 18, 3)]})

@@ -5,8 +5,17 @@ A suite expands, before anything runs, into a fixed list of
 seed) — independent of the agent, so every agent sees the same scenes.
 
 Expansion rule for ``episodes`` episodes of one task and split with perturbations
-``P[0..m-1]``: episode ``i`` gets perturbation ``P[i % m]``, init state
-``init_states[i % len(init_states)]`` and seed ``seed * 100003 + i``.
+``P[0..m-1]``: episode ``i`` gets perturbation ``P[i % m]`` and seed ``seed * 100003 + i``;
+its base scene is
+
+* for evaluation splits (``test``, ...): official init state ``init_states[i % n]`` -- the
+  50 init states LIBERO ships, the comparable protocol;
+* for sampled splits (``train`` and ``val`` by default, :attr:`SuiteSpec.sampled_splits`):
+  a fresh object placement from LIBERO's own placement sampler (the BDDL regions, the way
+  LIBERO generated its init files) with placement seed
+  :func:`placement_seed` ``(split, seed, i)``. ``train`` and ``val`` draw from disjoint
+  seed streams, so ``val`` holds unseen scenes of the training distribution, and no
+  sampled scene is an official init state: train scenes never equal test scenes.
 """
 
 from __future__ import annotations
@@ -20,6 +29,17 @@ from para_bench.registry import SUITES, RegistryError
 from para_bench.types import EpisodeSpec
 
 N_INIT_STATES = 50  # every LIBERO task ships 50 official init states
+SAMPLED_SPLITS = ("train", "val")
+
+
+def placement_seed(split: str, seed: int, index: int) -> int:
+    """Seed of LIBERO's placement sampler for episode ``index`` of a sampled split.
+
+    A hash of (split, seed, index): ``train`` and ``val`` (and every ``--seed``) draw from
+    their own streams, reproducibly.
+    """
+    digest = hashlib.sha1(f"placement:{split}:{seed}:{index}".encode()).hexdigest()
+    return int(digest[:8], 16) % (2**31 - 1)
 
 
 @dataclass
@@ -34,8 +54,10 @@ class SuiteSpec:
         splits: split name -> list of perturbations, each ``{"camera": ..., "objects": ...,
             "extra": ...}`` (``extra`` annotates records, e.g. distance to training positions).
         default_episodes: episodes per task when ``--episodes`` is not given (per split).
-        init_states: init-state indices cycled through.
+        init_states: init-state indices cycled through by evaluation splits.
         params: the parameters the splits were generated from (for display).
+        sampled_splits: splits whose scenes come from LIBERO's placement sampler instead of
+            the official init states (training scenes and their held-out ``val`` twins).
     """
 
     name: str
@@ -46,6 +68,11 @@ class SuiteSpec:
     default_episodes: dict[str, int] = field(default_factory=dict)
     init_states: list[int] = field(default_factory=lambda: list(range(N_INIT_STATES)))
     params: dict = field(default_factory=dict)
+    sampled_splits: list[str] = field(default_factory=lambda: list(SAMPLED_SPLITS))
+
+    def is_sampled(self, split: str) -> bool:
+        """Whether ``split`` draws its scenes from the placement sampler."""
+        return split in self.sampled_splits
 
     def plan(self, split: str = "test", tasks: list[str] | None = None,
              episodes: int | None = None, seed: int = 0) -> list[EpisodeSpec]:
@@ -62,10 +89,12 @@ class SuiteSpec:
             bench, tid = parse_task(task)
             for i in range(n):
                 p = perts[i % len(perts)]
+                sampled = self.is_sampled(split)
                 plan.append(EpisodeSpec(
                     suite=self.name, suite_version=self.version, split=split,
                     benchmark=bench, task_id=tid,
-                    init_state=self.init_states[i % len(self.init_states)],
+                    init_state=None if sampled else self.init_states[i % len(self.init_states)],
+                    placement_seed=placement_seed(split, seed, i) if sampled else None,
                     camera=p.get("camera"), objects=p.get("objects"),
                     seed=seed * 100003 + i, extra=dict(p.get("extra", {})),
                 ))
@@ -86,7 +115,9 @@ class SuiteSpec:
         lines = [f"{self.name} v{self.version}: {self.description}",
                  f"  tasks: {', '.join(self.tasks)}"]
         for split, perts in self.splits.items():
-            lines.append(f"  {split}: {len(perts)} perturbation(s); "
+            scenes = ("sampled placements" if self.is_sampled(split)
+                      else "official init states")
+            lines.append(f"  {split}: {len(perts)} perturbation(s) on {scenes}; "
                          f"{self.default_episodes.get(split, len(perts))} episodes/task by default")
         for k, v in self.params.items():
             lines.append(f"  {k}: {v}")

@@ -6,8 +6,10 @@ datasets, plus what pixel-aligned training needs per frame::
     data/                         attrs: suite, split, seed, image_size, image_origin="top",
                                          para_bench_version, env_args (JSON: image_size,
                                          control, render_quality)
-      demo_N/                     attrs: num_samples, episode_id, task, instruction,
-                                         init_state, seed, perturbation (JSON), success
+      demo_N/                     attrs: num_samples, episode_id, scene_id, task,
+                                         instruction, init_state (-1: sampled),
+                                         placement_seed (-1: official init state), seed,
+                                         perturbation (JSON), success
         actions        (T, 7)     the LIBERO OSC commands the control path sent
         obs/agentview_rgb (T, S, S, 3) uint8, row 0 at the top
         obs/ee_pos     (T, 3)     gripper site, world, metres
@@ -19,6 +21,11 @@ datasets, plus what pixel-aligned training needs per frame::
 Frame ``t`` is the observation the action ``t`` was sent from. Only successful oracle
 episodes are kept (the count of failures is reported). Each demo is written and flushed
 as it finishes; rerunning the same command resumes, skipping episodes already written.
+
+Demos are training data, so evaluation scenes are refused: a plan of a ``test*`` split
+(LIBERO's official init states) raises ``ValueError``. Each demo records its ``scene_id``
+(:attr:`~para_bench.types.EpisodeSpec.scene_id`); checkpoints keep the list, and
+``para-bench run`` refuses to evaluate a checkpoint on the scenes it was trained on.
 """
 
 from __future__ import annotations
@@ -66,8 +73,11 @@ def rollout_demo(env: Any, oracle: Any, spec: EpisodeSpec) -> dict[str, Any]:
 def _write_demo(data: Any, name: str, demo: dict[str, Any], spec: EpisodeSpec) -> None:
     g = data.create_group(name)
     g.attrs.update({
-        "num_samples": len(demo["actions"]), "episode_id": spec.episode_id, "task": spec.task,
-        "instruction": demo["instruction"], "init_state": spec.init_state, "seed": spec.seed,
+        "num_samples": len(demo["actions"]), "episode_id": spec.episode_id,
+        "scene_id": spec.scene_id, "task": spec.task, "instruction": demo["instruction"],
+        "init_state": -1 if spec.init_state is None else spec.init_state,
+        "placement_seed": -1 if spec.placement_seed is None else spec.placement_seed,
+        "seed": spec.seed,
         "perturbation": json.dumps(spec.perturbation), "success": demo["success"],
     })
     g.create_dataset("actions", data=demo["actions"])
@@ -89,12 +99,16 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
     from tqdm import tqdm
 
     from para_bench import __version__
+    from para_bench.evaluation.config import RunConfig
+    from para_bench.evaluation.env_pool import EnvPool
     from para_bench.registry import make_agent
-    from para_bench.runner import EnvPool, RunConfig
 
+    head = plan[0]
+    if is_evaluation_split(head.split):
+        raise ValueError(f"collect: split {head.split!r} of {head.suite} holds evaluation "
+                         "scenes; collect demos on a train split")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    head = plan[0]
     with h5py.File(out, "a") as f:
         data = f.require_group("data")
         pinned = {"suite": head.suite, "split": head.split, "image_size": image_size}
@@ -139,6 +153,11 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
             bar.close()
             pool.close()
     return counts
+
+
+def is_evaluation_split(split: str) -> bool:
+    """Splits whose scenes are for evaluation only (``test``, ``test_left``, ...)."""
+    return split.startswith("test")
 
 
 def _recording_env(**kwargs: Any) -> Any:

@@ -145,6 +145,18 @@ class DemoData:
         return self.demos[:-n_val], self.demos[-n_val:]
 
 
+def demo_scene_ids(path: str | Path) -> list[str] | None:
+    """The sorted scene ids of every demo in a para-bench demo file; None for files that do
+    not record them (LIBERO's own demos, collected in scenes other than its init states)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ids = [g.attrs.get("scene_id") for g in f["data"].values()]
+    if not ids or any(i is None for i in ids):
+        return None
+    return sorted({str(i) for i in ids})
+
+
 def default_camera(task: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """``(intrinsics, extrinsics)`` of a task's unperturbed agent view at ``image_size``:
     the camera of LIBERO's own demo files."""

@@ -35,7 +35,13 @@ from para_bench.models import geometry
 from para_bench.models.base import PolicyModel
 from para_bench.models.checkpoint import save_checkpoint
 from para_bench.training.augment import Augment
-from para_bench.training.dataset import Demo, DemoData, TrainingFrames, compute_stats
+from para_bench.training.dataset import (
+    Demo,
+    DemoData,
+    TrainingFrames,
+    compute_stats,
+    demo_scene_ids,
+)
 
 #: train-info keys that hold wall-clock values: written to ``.train.json`` only, never into
 #: the checkpoint (which must be bit-identical for the same data and seed)
@@ -130,6 +136,8 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
         "n_params": sum(p.numel() for p in model.parameters()),
         "rotation_explained_variance": stats.rot_explained_variance,
         "render_quality": demo_data.render_quality,
+        # every scene of the data file (held-out demos included): `run` refuses them
+        "train_scene_ids": demo_scene_ids(data),
     }
     curve: list[dict[str, float]] = []
     t0 = time.time()

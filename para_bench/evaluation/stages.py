@@ -1,0 +1,66 @@
+"""How far a pick-and-place episode got, from privileged state the agent never sees.
+
+Distances are to the object's collision surfaces (``LiberoEnv.gripper_surface_distance``:
+gripper geometry to the nearest surface of the object to move), not to its frame origin:
+the oracle grasps a bowl by its rim, 6 cm or more from the bowl's origin.
+
+Stages, each implying the ones before:
+
+* ``approached`` -- the gripper came within :data:`APPROACH_M` of the object's surface;
+* ``grasped`` -- the object rose :data:`LIFT_M` above where it started while the gripper
+  was within :data:`HOLD_M` of its surface;
+* ``placed`` -- the task succeeded.
+
+The thresholds are checked against the oracle's own successful episodes (a real-simulator
+test: every oracle success passes through every stage). Tasks without an ``(on X Y)`` /
+``(in X Y)`` goal on a movable object report None.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+APPROACH_M = 0.02
+LIFT_M = 0.03
+HOLD_M = 0.01
+
+
+class StageTracker:
+    """Tracks the stages of one episode from the env's ``info`` dicts (see module docstring)."""
+
+    def __init__(self, info: dict) -> None:
+        self.obj = info.get("goal_object")
+        poses = info.get("object_poses", {})
+        if self.obj not in poses:
+            self.obj = None
+        self.z0 = float(poses[self.obj][2]) if self.obj else 0.0
+        self.approached = self.grasped = False
+
+    def update(self, info: dict) -> None:
+        """Feeds the ``info`` of one executed chunk (per-step distances + final poses)."""
+        if self.obj is None:
+            return
+        dists = np.asarray(info.get("goal_object_distances", []), dtype=np.float64)
+        if dists.size:
+            self.approached |= bool(dists.min() < APPROACH_M)
+        last = info.get("goal_object_distance")
+        if last is None and dists.size:
+            last = float(dists[-1])
+        lifted = float(info["object_poses"][self.obj][2]) > self.z0 + LIFT_M
+        if lifted and last is not None and last < HOLD_M:
+            self.grasped = self.approached = True
+
+    def stage(self, success: bool) -> str | None:
+        """``none`` / ``approached`` / ``grasped`` / ``placed`` (None without a tracked object)."""
+        if self.obj is None:
+            return "placed" if success else None
+        if success:
+            return "placed"
+        return "grasped" if self.grasped else "approached" if self.approached else "none"
+
+    def observed(self, success: bool) -> dict[str, bool | None]:
+        """The stages actually observed (not implied by a later one):
+        ``{"approached", "grasped", "placed"}``; None without a tracked object."""
+        if self.obj is None:
+            return {"approached": None, "grasped": None, "placed": bool(success)}
+        return {"approached": self.approached, "grasped": self.grasped, "placed": bool(success)}
