@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from para_bench.agents.oracle import OracleAgent
 from para_bench.envs.libero_env import LiberoEnv
 from para_bench.evaluation.episode import run_episode
+from para_bench.registry import make_agent
 from para_bench.suites import get_suite
 
 pytestmark = pytest.mark.sim
@@ -23,7 +23,7 @@ def test_every_oracle_success_passes_through_every_stage(suite, split, task, epi
     env = LiberoEnv(plan[0].benchmark, plan[0].task_id, image_size=64, control="servo")
     try:
         for spec in plan:
-            out = run_episode(env, OracleAgent(), spec)
+            out = run_episode(env, make_agent("oracle"), spec)
             assert out.success, spec.episode_id
             assert out.stages_observed == {"approached": True, "grasped": True,
                                            "placed": True}, spec.episode_id
