@@ -3,9 +3,10 @@
 For each policy: the time to assemble one training batch (pre-built tensors, vectorised
 gather + augmentation, :meth:`TrainingFrames.batch`) and one optimisation step (forward,
 backward, AdamW) at the default batch size, giving steps per second and the minutes the
-default ``train_steps`` take. The reference measured in the same run is the per-sample
-batch assembly the training loop used before (one Python sample at a time through
-``observation_sample`` and ``default_collate``), so the batch-assembly speed-up is a ratio.
+default ``train_steps`` take. References measured in the same run: the per-sample batch
+assembly the training loop used before (one Python sample at a time through
+``observation_sample`` and ``default_collate``), and ``para`` with the backbone every model
+had before (absolute position codes, context width 128, bilinear upsampling).
 
 Data: a demo file (``--data``, e.g. from ``para-bench collect``) or, without one,
 synthetic demos of 128 px (random images, a smooth EEF path) of the same size as 36 oracle
@@ -27,6 +28,10 @@ import numpy as np
 import torch
 
 POLICIES = ("para", "ar", "voxel_abs", "voxel_rel", "act")
+#: the backbone every model had before (absolute position codes, context width 128,
+#: bilinear upsampling), measured on para as a same-run reference
+OLD_BACKBONE = {"coord_channels": True, "context_pos": "absolute", "context_width": 128,
+                "context_upsample": "bilinear"}
 
 
 def _synthetic_demos(n: int, t: int, size: int = 128):
@@ -86,9 +91,9 @@ def main() -> None:
     demos = DemoData(args.data).demos if args.data else _synthetic_demos(36, 140)
     rng = np.random.default_rng(0)
     rows = []
-    for name in POLICIES:
+    for name, over in [(p, {}) for p in POLICIES] + [("para", OLD_BACKBONE)]:
         cls = load_model_class(name)
-        config = cls.config_class(image_size=demos[0].rgb.shape[1])
+        config = cls.config_class(image_size=demos[0].rgb.shape[1], **over)
         stats = compute_stats(demos, config)
         frames = TrainingFrames(demos, config, stats)
         aug = Augment(config.augment_shift, config.augment_color, config.augment_color,
@@ -111,14 +116,15 @@ def main() -> None:
                 batches.append(t1 - t0)
                 steps.append(t2 - t1)
         ref = []
-        if name == "para":  # the old per-sample assembly, once (it does not depend on the model)
+        if name == "para" and not over:  # the old per-sample assembly (model independent)
             for _ in range(3):
                 idx = torch.from_numpy(rng.integers(len(frames), size=args.batch_size))
                 t0 = time.perf_counter()
                 _per_sample_batch(frames, demos, idx, config)
                 ref.append(time.perf_counter() - t0)
         b, s = float(np.median(batches)), float(np.median(steps))
-        row = {"policy": name, "batch_ms": round(1000 * b, 1), "step_ms": round(1000 * s, 1),
+        label = name + (" (previous backbone)" if over else "")
+        row = {"policy": label, "batch_ms": round(1000 * b, 1), "step_ms": round(1000 * s, 1),
                "steps_per_s": round(1 / (b + s), 2), "default_steps": config.train_steps,
                "default_minutes": round(config.train_steps * (b + s) / 60, 1)}
         if ref:
