@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from para_bench.agents.model_agent import interpolate_path
+from para_bench.agents.model_agent import gripper_command
 from para_bench.envs.camera import intrinsics_from_fovy, look_at, project
-from para_bench.models.base import PolicyConfig, add_bin_targets
+from para_bench.envs.control import OSC_POS_LIMIT
+from para_bench.models.base import PolicyConfig
 from para_bench.models.checkpoint import CheckpointError, read_checkpoint
+from para_bench.models.sample import execution_path, steps_per_call
 from para_bench.models.stats import DatasetStats
-from para_bench.training.dataset import DemoData, FrameDataset, compute_stats, history_indices
+from para_bench.training.dataset import DemoData, TrainingFrames, compute_stats, history_indices
 
 S = 32
 
@@ -76,27 +78,33 @@ def test_missing_or_unreadable_dataset_is_a_value_error(tmp_path):
         DemoData(bad)
 
 
-def test_samples_carry_projected_targets_ahead_by_stride(tmp_path):
+def test_samples_carry_projected_setpoints_ahead_by_stride(tmp_path):
     path = tmp_path / "libero.hdf5"
     _write_libero_file(path, n_demos=2, t=12)
     data = DemoData(path, camera=_camera())
     d = data.demos[0]
+    d.actions[:, :3] = np.random.default_rng(3).uniform(-1, 1, (len(d), 3))
     config = PolicyConfig(image_size=S, grid=8, n_window=3, stride=2, history=2, n_exec=2)
-    stats = compute_stats(data.demos)
-    ds = FrameDataset([d], config, stats)
-    s = ds[9]
-    # targets t+2, t+4, then clamped to the last frame (11)
-    assert np.allclose(s["target_xyz"].numpy(), d.eef_pos[[11, 11, 11]], atol=1e-6)
-    s = ds[3]
-    assert np.allclose(s["target_xyz"].numpy(), d.eef_pos[[5, 7, 9]], atol=1e-6)
-    uv, _ = project(d.eef_pos[[5, 7, 9]], d.intrinsics[3], d.extrinsics[3])
-    assert np.allclose(s["target_uv"].numpy(), uv, atol=1e-4)
-    assert s["target_gripper"].tolist() == d.actions[[4, 6, 8], 6].tolist()
-    assert s["history_rgb"].shape == (2, 3, S, S)
-    assert history_indices(3, config) == [0, 3] and history_indices(9, config) == [5, 9]
-    batch = add_bin_targets(torch.utils.data.default_collate([ds[3], ds[9]]), config, stats)
-    assert batch["target_cell"].shape == (2, 3) and batch["target_cell"].max() < 64
-    assert set(batch["target_gripper_bin"].flatten().tolist()) <= {0, config.n_gripper_bins - 1}
+    stats = compute_stats(data.demos, config)
+    ds = TrainingFrames([d], config, stats)
+    setpoints = d.eef_pos + d.actions[:, :3] * OSC_POS_LIMIT  # the servo goals commanded
+    b = ds.batch([3, 9])
+    # set-points commanded at t, t+2, t+4, clamped to the last frame (11)
+    assert np.allclose(b["target_xyz"][0].numpy(), setpoints[[3, 5, 7]], atol=1e-6)
+    assert np.allclose(b["target_xyz"][1].numpy(), setpoints[[9, 11, 11]], atol=1e-6)
+    uv, _ = project(setpoints[[3, 5, 7]], d.intrinsics[3], d.extrinsics[3])
+    assert np.allclose(b["target_uv"][0].numpy(), uv, atol=1e-4)
+    assert b["target_gripper"][0].tolist() == d.actions[[3, 5, 7], 6].tolist()
+    # history frames spaced by the steps one decision executes (1 + 2 * (2 - 1) = 3)
+    assert steps_per_call(config) == 3
+    assert history_indices(3, config) == [0, 3] and history_indices(9, config) == [6, 9]
+    assert torch.equal(b["history_rgb"][0, 0], torch.from_numpy(d.rgb[0]).permute(2, 0, 1) / 255)
+    assert b["target_cell"].shape == (2, 3) and b["target_cell"].max() < 64
+    assert set(b["target_gripper_bin"].flatten().tolist()) <= {0, config.n_gripper_bins - 1}
+    achieved = PolicyConfig(image_size=S, grid=8, n_window=3, stride=2, targets="achieved")
+    b = TrainingFrames([d], achieved, compute_stats([d], achieved)).batch([3])
+    assert np.allclose(b["target_xyz"][0].numpy(), d.eef_pos[[5, 7, 9]], atol=1e-6)
+    assert b["target_gripper"][0].tolist() == d.actions[[4, 6, 8], 6].tolist()
 
 
 def test_rotation_code_round_trips_along_its_axis():
@@ -110,11 +118,31 @@ def test_rotation_code_round_trips_along_its_axis():
     assert np.all(dots > 1 - 1e-6)
 
 
-def test_interpolated_path_reaches_each_point_at_its_step():
-    path = interpolate_path(np.zeros(3), np.array([[0.1, 0, 0], [0.1, 0.2, 0]]), 2)
-    assert path.shape == (4, 3)
+def test_execution_path_reaches_each_point_at_its_step():
+    points = np.array([[0.1, 0, 0], [0.1, 0.2, 0], [0.3, 0.2, 0]])
+    # set-points: the first now, then stride steps to each next one
+    path, idx = execution_path(np.zeros(3), points, PolicyConfig(stride=2, n_exec=3))
+    assert path.shape == (5, 3) and idx.tolist() == [0, 1, 1, 2, 2]
+    assert np.allclose(path[[0, 2, 4]], points) and np.allclose(path[1], [0.1, 0.1, 0])
+    # reached positions: stride steps from the current EEF to each point
+    path, idx = execution_path(np.zeros(3), points[:2],
+                               PolicyConfig(stride=2, n_exec=2, targets="achieved"))
+    assert path.shape == (4, 3) and idx.tolist() == [0, 0, 1, 1]
     assert np.allclose(path[1], [0.1, 0, 0]) and np.allclose(path[3], [0.1, 0.2, 0])
     assert np.allclose(path[0], [0.05, 0, 0]) and np.allclose(path[2], [0.1, 0.1, 0])
+
+
+def test_gripper_commands_keep_hold():
+    # the oracle's three commands survive binning (8 bins over [-1, 1]) and decoding
+    config, stats = PolicyConfig(), DatasetStats.from_arrays(
+        np.zeros((3, 3)), np.tile([0, 0, 0, 1.0], (3, 1)), np.array([-1.0, 0.0, 1.0]))
+    from para_bench.models import geometry
+
+    bins = geometry.value_to_bin(torch.tensor([-1.0, 0.0, 1.0]), stats.gripper_lo,
+                                 stats.gripper_hi, config.n_gripper_bins)
+    values = geometry.bin_to_value(bins, stats.gripper_lo, stats.gripper_hi,
+                                   config.n_gripper_bins).numpy()
+    assert gripper_command(values).tolist() == [-1.0, 0.0, 1.0]
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path):

@@ -1,13 +1,22 @@
 """One agent for every learned policy: checkpoint in, end-effector targets out.
 
 :class:`ModelAgent` loads a checkpoint (:mod:`para_bench.models.checkpoint`), turns each
-observation into the model's batch (the same :func:`observation_sample` training uses),
-and returns the first ``n_exec`` predicted steps as an :class:`ActionChunk` of targets,
-one target per control step: the path from the current EEF through the predicted points
-is interpolated linearly at ``stride`` steps per predicted point, so the policy runs at
-the speed of its demonstrations. Targets go through the run's control mode (``servo`` by
-default, the PARA protocol); the predicted pixels ride along in ``debug["pixels"]`` for
-videos. The agent never touches the simulator.
+observation into the model's batch with :func:`~para_bench.models.sample.observation_sample`
+(the same function every training sample is built with), and returns the first ``n_exec``
+predicted points as an :class:`ActionChunk` of targets, one target per control step
+(:func:`~para_bench.models.sample.execution_path`: linearly interpolated at ``stride``
+steps per predicted point, so the policy runs at the speed of its demonstrations). Targets
+go through the run's control mode (``servo`` by default, the PARA protocol); the predicted
+pixels ride along in ``debug["pixels"]`` for videos. The agent never touches the simulator.
+
+Gripper commands are sent as the demonstrations sent them: ``-1`` (open), ``+1`` (close)
+or ``0`` (hold the fingers where they are; the oracle holds half-closed fingers while it
+descends onto a bowl's rim): the decoded value is rounded to the nearest of the three.
+Mapping "hold" to "close" shuts the fingers before they reach the rim (measured: a
+perfect, state-indexed replay of the demonstrations then fails every episode).
+
+``requirements.render_quality`` is the render quality the checkpoint's training images
+came from, so the runner renders the same way.
 """
 
 from __future__ import annotations
@@ -96,9 +105,10 @@ class ModelAgent(BaseAgent):
         self._eef_start = None
 
     def _batch(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The model's batch (batch axis 1) for a live observation; keeps the history."""
         import torch
 
-        from para_bench.training.dataset import observation_sample
+        from para_bench.models.sample import observation_sample
 
         if self._eef_start is None:
             self._eef_start = np.asarray(obs["eef_pos"], dtype=np.float64).copy()
@@ -135,28 +145,24 @@ class ModelAgent(BaseAgent):
 
     def finish(self, obs: dict[str, np.ndarray], pred: dict[str, Any]) -> ActionChunk:
         """The chunk for ``obs`` from ``model.predict``'s output for it (batch size 1)."""
+        from para_bench.models.sample import execution_path
+
         c = self.config
         n = min(c.n_exec, c.n_window)
         points = pred["xyz"][0, :n].cpu().numpy().astype(np.float64)
         grip = pred["gripper"][0, :n].cpu().numpy().astype(np.float64)
         rot = pred["rot"][0, :n].cpu().numpy().astype(np.float64)
-        targets = interpolate_path(np.asarray(obs["eef_pos"], dtype=np.float64), points,
-                                   c.stride)
-        per_step = np.repeat(np.arange(n), c.stride)
+        targets, per_step = execution_path(np.asarray(obs["eef_pos"], dtype=np.float64),
+                                           points, c)
         chunk = ActionChunk.from_targets(
-            targets, np.where(grip[per_step] >= 0.0, 1.0, -1.0),  # LIBERO grippers are binary
+            targets, gripper_command(grip[per_step]),
             orientations=self.model.stats.rotation_from_code(rot)[per_step])
         if "uv" in pred:
             chunk.debug["pixels"] = pred["uv"][0, :n].cpu().numpy()
         return chunk
 
 
-def interpolate_path(start: np.ndarray, points: np.ndarray, steps_per_point: int) -> np.ndarray:
-    """Targets for every control step: ``steps_per_point`` linear steps from ``start`` to
-    ``points[0]``, then to ``points[1]``, ... ((len(points) * steps_per_point, 3))."""
-    out, prev = [], start
-    fractions = np.arange(1, steps_per_point + 1) / steps_per_point
-    for p in points:
-        out.extend(prev + f * (p - prev) for f in fractions)
-        prev = p
-    return np.asarray(out)
+def gripper_command(value: np.ndarray) -> np.ndarray:
+    """Decoded gripper values -> the nearest LIBERO command of -1 (open), 0 (hold), +1
+    (close)."""
+    return np.clip(np.round(np.asarray(value, dtype=np.float64)), -1.0, 1.0)

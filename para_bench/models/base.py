@@ -20,10 +20,12 @@ key                shape             meaning
 ``history_xyz``    (B, C, 3)         EEF position in each of those frames
 =================  ================  =====================================================
 
-Training batches add targets for the ``W = config.n_window`` future steps
-``t + stride * (k + 1)``: ``target_xyz`` (B, W, 3), ``target_uv`` (B, W, 2) (projected with
-the current camera), ``target_gripper`` (B, W) (command), ``target_rot`` (B, W) (1D PCA
-rotation code), and their discretisations from :func:`add_bin_targets`:
+Training batches add targets for the ``W = config.n_window`` predicted points (which
+control steps they are: :func:`~para_bench.models.sample.target_offsets`; by default the
+servo set-points commanded ``stride * k`` steps ahead): ``target_xyz`` (B, W, 3),
+``target_uv`` (B, W, 2) (projected with the current camera), ``target_gripper`` (B, W)
+(command), ``target_rot`` (B, W) (1D PCA rotation code), and their discretisations from
+:func:`add_bin_targets`:
 ``target_cell`` (B, W) index into the ``grid x grid`` prediction grid, ``target_height_bin``,
 ``target_gripper_bin``, ``target_rot_bin`` (B, W) long.
 
@@ -55,14 +57,27 @@ class PolicyConfig:
         stride: control steps between consecutive predicted steps (look-ahead larger than
             a grid cell, the fix seed 001 names for models that did not move).
         n_exec: predicted steps executed before the agent looks again.
+        targets: ``setpoint`` (the servo set-points the demonstration commanded) or
+            ``achieved`` (the EEF positions it reached); see :mod:`para_bench.models.sample`.
         history: C, frames of context (1 = the current frame only).
         n_height_bins, n_gripper_bins, n_rot_bins: discretisation of height, gripper, rotation.
         backbone: ``cnn`` (small CNN trained from scratch), ``dinov2:<local path>`` or
             ``dinov3:<local path>`` (HuggingFace weights in a local folder).
         freeze_backbone: keep the backbone's weights fixed (pretrained backbones).
+        backbone_config: the pretrained backbone's own configuration (filled in by
+            training), so a checkpoint builds its backbone without the original folder.
+        coord_channels: the ``cnn`` backbone appends CoordConv (absolute pixel coordinate)
+            channels.
+        context_pos: position code of the ``cnn`` backbone's global-context attention:
+            ``absolute`` (learned per-token embeddings) or ``relative`` (a learned bias per
+            relative offset between tokens: translation equivariant).
+        context_width: token width of the ``cnn`` backbone's global-context path.
+        context_upsample: how that path's coarse map returns to the grid: ``nearest``
+            (cheap on CPU) or ``bilinear``.
         dim: feature width.
-        train_steps: default optimisation steps of ``para-bench train`` (the default recipe:
-            about 15-20 minutes on one CPU core for every model).
+        train_steps: default optimisation steps of ``para-bench train``.
+        augment_shift: training augmentation, random shift in pixels (DrQ); 0 turns it off.
+        augment_color: training augmentation, brightness / contrast / saturation jitter.
     """
 
     image_size: int = 128
@@ -70,14 +85,22 @@ class PolicyConfig:
     n_window: int = 8
     stride: int = 2
     n_exec: int = 8
+    targets: str = "setpoint"
     history: int = 1
     n_height_bins: int = 32
     n_gripper_bins: int = 8
     n_rot_bins: int = 48
     backbone: str = "cnn"
     freeze_backbone: bool = False
+    backbone_config: dict | None = None
+    coord_channels: bool = True
+    context_pos: str = "absolute"
+    context_width: int = 64
+    context_upsample: str = "nearest"
     dim: int = 128
     train_steps: int = 2000
+    augment_shift: int = 6
+    augment_color: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +137,17 @@ class PolicyModel(nn.Module):
         c, s = self.config, self.stats
         return geometry.bin_to_value(torch.arange(c.n_height_bins, device=device),
                                      s.height_lo, s.height_hi, c.n_height_bins)
+
+    def refine_height(self, logits: torch.Tensor) -> torch.Tensor:
+        """Sub-bin height (B, W) in metres from height ``logits`` (B, W, n_height_bins): the
+        softmax-weighted mean of the centres of the argmax bin and its two neighbours (a
+        grasp needs a few millimetres; a bin is about a centimetre)."""
+        from para_bench.models.layers import neighbourhood_soft_argmax
+
+        b, w, n = logits.shape
+        h = neighbourhood_soft_argmax(logits.reshape(b * w, n),
+                                      self.heights(logits.device)[:, None])
+        return h.view(b, w)
 
     def decode_gripper(self, b: torch.Tensor) -> torch.Tensor:
         return geometry.bin_to_value(b, self.stats.gripper_lo, self.stats.gripper_hi,

@@ -5,7 +5,12 @@ Contents (a plain dict, loadable with ``torch.load(weights_only=True)``)::
     kind: "para-bench-policy"   format: CHECKPOINT_FORMAT
     model: "para" | "ar" | "voxel_abs" | "voxel_rel" | "act"
     config: the PolicyConfig as a dict      stats: the DatasetStats as a dict
-    state_dict: the weights                 train: how it was trained (data, steps, metrics)
+    state_dict: the weights                 train: how it was trained (data, steps, metrics,
+                                            render_quality of the training images)
+
+The file holds no wall-clock values, so the same data and seed give a bit-identical file.
+Format 1 checkpoints (before set-point targets and per-model backbone position codes) load
+with the settings they were trained with (:data:`FORMAT_1_DEFAULTS`).
 
 Problems surface as :class:`CheckpointError` (a ``ValueError``) with a one-line reason
 naming the file: missing, unreadable or corrupt, not a para-bench policy, a newer format,
@@ -14,6 +19,7 @@ or a policy of another kind than the agent asked for.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,11 @@ from para_bench.models.base import PolicyModel
 from para_bench.models.stats import DatasetStats
 
 CHECKPOINT_KIND = "para-bench-policy"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+#: config values format-1 checkpoints were trained with, where today's defaults differ
+FORMAT_1_DEFAULTS = {"targets": "achieved", "coord_channels": True, "context_pos": "absolute",
+                     "context_width": 128, "context_upsample": "bilinear", "augment_shift": 0,
+                     "augment_color": 0.0}
 
 
 class CheckpointError(ValueError):
@@ -41,8 +51,12 @@ def save_checkpoint(path: str | Path, model: PolicyModel, train_info: dict[str, 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "train": train_info,
     }
+    # serialised in memory: torch names the archive after the file it writes to, and the
+    # temporary file's name would make the bytes differ from run to run
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
+    tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
 
 
@@ -85,8 +99,10 @@ def load_policy(path: str | Path, expect: str | None = None,
         raise CheckpointError(f"checkpoint {path} holds a {payload['model']} policy, not "
                               f"{expect}; use --agent {payload['model']}")
     cls = load_model_class(payload["model"])
-    model = cls(cls.config_class.from_dict(payload["config"]),
-                DatasetStats.from_dict(payload["stats"]))
+    config = dict(payload["config"])
+    if payload.get("format", 1) < 2:
+        config = {**FORMAT_1_DEFAULTS, **config}
+    model = cls(cls.config_class.from_dict(config), DatasetStats.from_dict(payload["stats"]))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
@@ -94,3 +110,4 @@ def load_policy(path: str | Path, expect: str | None = None,
                               f"model ({str(e).splitlines()[0][:160]})") from None
     model.train_info = dict(payload.get("train") or {})
     return model.to(device).eval()
+

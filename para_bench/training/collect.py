@@ -4,7 +4,8 @@ The file uses LIBERO's own demo layout, so the same loader reads LIBERO's offici
 datasets, plus what pixel-aligned training needs per frame::
 
     data/                         attrs: suite, split, seed, image_size, image_origin="top",
-                                         para_bench_version, env_args (JSON)
+                                         para_bench_version, env_args (JSON: image_size,
+                                         control, render_quality)
       demo_N/                     attrs: num_samples, episode_id, scene_id, task,
                                          instruction, init_state (-1: sampled),
                                          placement_seed (-1: official init state), seed,
@@ -120,10 +121,12 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
                                  f"{value!r}; use another --out")
         oracle = make_agent("oracle")
         control = oracle.requirements.control or "servo"
+        quality = oracle.requirements.render_quality or "fast"  # what EnvPool renders with
         data.attrs.update({**pinned, "image_origin": "top", "para_bench_version": __version__,
                            "env_args": json.dumps({"image_size": image_size,
                                                    "control": control,
-                                                   "physics": physics})})
+                                                   "physics": physics,
+                                                   "render_quality": quality})})
         done = {g.attrs["episode_id"] for g in data.values()}
         failed_ids = set(json.loads(data.attrs.get("failed_episode_ids", "[]")))
         todo = [s for s in plan if s.episode_id not in done | failed_ids]

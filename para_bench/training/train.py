@@ -1,13 +1,19 @@
 """``para-bench train``: fit a policy to a demo dataset on CPU or GPU, save one checkpoint.
 
-Straight-line loop: the demos are read into memory, the last 10% (at least one) are held
-out, dataset statistics come from the rest and go into the checkpoint. AdamW with a short
-warm-up and cosine decay; the checkpoint is rewritten (atomically) at every validation, so
-a killed run keeps its last one; Ctrl-C or ``max_minutes`` ends training early with a
-final validation and checkpoint (``interrupted`` in the summary). Next to ``<out>.pt`` it
-writes ``<out>.train.json`` (config, stats, open-loop validation metrics, the loss curve),
-``<out>.loss.png`` and ``<out>.overlay.png`` (predicted vs reference trajectory on three
-validation demos).
+Straight-line loop: the demos are read into memory and pre-built into tensors
+(:class:`~para_bench.training.dataset.TrainingFrames`), the last 10% (at least one) are
+held out, dataset statistics come from the rest and go into the checkpoint. Batches are
+gathered by tensor indexing and augmented (random shift + colour jitter, the config's
+``augment_*`` fields). AdamW with a short warm-up and cosine decay; the checkpoint is
+rewritten (atomically) at every validation, so a killed run keeps its last one; Ctrl-C or
+``max_minutes`` ends training early with a final validation and checkpoint
+(``interrupted`` in the summary). Next to ``<out>.pt`` it writes ``<out>.train.json``
+(config, stats, open-loop validation metrics, the loss curve, timings), ``<out>.loss.png``
+and ``<out>.overlay.png`` (predicted vs reference trajectory on three validation demos).
+
+Deterministic: the same data, seed and settings (one thread) give a bit-identical
+checkpoint file; wall-clock values (minutes, steps per second) go only into the
+``.train.json``.
 
 Open-loop validation metrics, on held-out frames, over all ``n_window`` predicted steps:
 ``val_pixel_error`` (mean distance in pixels between predicted and true target pixels),
@@ -26,25 +32,24 @@ import numpy as np
 import torch
 
 from para_bench.models import geometry
-from para_bench.models.base import PolicyModel, add_bin_targets
+from para_bench.models.base import PolicyModel
 from para_bench.models.checkpoint import save_checkpoint
+from para_bench.training.augment import Augment
 from para_bench.training.dataset import (
     Demo,
     DemoData,
-    FrameDataset,
+    TrainingFrames,
     compute_stats,
     demo_scene_ids,
 )
 
-
-def _collate(ds: FrameDataset, idx: list[int], device: torch.device) -> dict[str, torch.Tensor]:
-    batch = torch.utils.data.default_collate([ds[i] for i in idx])
-    batch = add_bin_targets(batch, ds.config, ds.stats)
-    return {k: v.to(device) for k, v in batch.items()}
+#: train-info keys that hold wall-clock values: written to ``.train.json`` only, never into
+#: the checkpoint (which must be bit-identical for the same data and seed)
+TIMING_KEYS = ("train_minutes", "steps_per_s", "build_s")
 
 
 @torch.no_grad()
-def evaluate_open_loop(model: PolicyModel, ds: FrameDataset, device: torch.device,
+def evaluate_open_loop(model: PolicyModel, ds: TrainingFrames, device: torch.device,
                        max_frames: int = 512, batch_size: int = 64) -> dict[str, float]:
     """Open-loop validation metrics (see the module docstring) on up to ``max_frames``."""
     model.eval()
@@ -54,7 +59,7 @@ def evaluate_open_loop(model: PolicyModel, ds: FrameDataset, device: torch.devic
     n = 0
     c, s = model.config, model.stats
     for i in range(0, len(idx), batch_size):
-        b = _collate(ds, idx[i:i + batch_size], device)
+        b = ds.batch(idx[i:i + batch_size], device=device)
         p = model.predict(b)
         uv, _ = geometry.project(p["xyz"], b["intrinsics"], b["extrinsics"])
         hb = geometry.value_to_bin(p["xyz"][..., 2], s.height_lo, s.height_hi, c.n_height_bins)
@@ -101,15 +106,20 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
             first = next(iter(f["data"].values()))
             side = first["obs/agentview_rgb"].shape[1]
         camera = default_camera(camera_task, side)
+    t_build = time.perf_counter()
     demo_data = DemoData(data, image_size=overrides.get("image_size"), camera=camera)
     overrides.setdefault("image_size", demo_data.image_size)
     config = cls.config_class.from_dict(overrides)
     steps = steps or config.train_steps
     train_demos, val_demos = demo_data.split()
-    stats = compute_stats(train_demos)
-    train_ds = FrameDataset(train_demos, config, stats)
-    val_ds = FrameDataset(val_demos, config, stats)
+    stats = compute_stats(train_demos, config)
+    train_ds = TrainingFrames(train_demos, config, stats)
+    val_ds = TrainingFrames(val_demos, config, stats)
+    augment = Augment(shift=config.augment_shift, brightness=config.augment_color,
+                      contrast=config.augment_color, saturation=config.augment_color)
+    gen = torch.Generator().manual_seed(seed)
     model = cls(config, stats).to(dev)
+    build_s = time.perf_counter() - t_build
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -125,28 +135,32 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
         "lr": lr, "seed": seed, "device": device,
         "n_params": sum(p.numel() for p in model.parameters()),
         "rotation_explained_variance": stats.rot_explained_variance,
+        "render_quality": demo_data.render_quality,
         # every scene of the data file (held-out demos included): `run` refuses them
         "train_scene_ids": demo_scene_ids(data),
     }
     curve: list[dict[str, float]] = []
     t0 = time.time()
+    train_s = 0.0  # seconds spent in training steps (validation excluded)
     bar = tqdm(total=steps, unit="step", disable=not progress, dynamic_ncols=True)
 
     def validate_and_save(step: int) -> None:
-        info.update(steps=step, train_minutes=round((time.time() - t0) / 60, 2),
-                    **evaluate_open_loop(model, val_ds, dev))
-        save_checkpoint(out, model, info)
+        info.update(steps=step, **evaluate_open_loop(model, val_ds, dev))
+        save_checkpoint(out, model, {k: v for k, v in info.items() if k not in TIMING_KEYS})
 
     done, info["interrupted"] = 0, False
     try:
         for step in range(1, steps + 1):
-            batch = _collate(train_ds, rng.integers(len(train_ds), size=batch_size).tolist(), dev)
+            t_step = time.perf_counter()
+            idx = torch.from_numpy(rng.integers(len(train_ds), size=batch_size))
+            batch = train_ds.batch(idx, augment, gen, dev)
             loss, parts = model.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
+            train_s += time.perf_counter() - t_step
             done = step
             if step % 10 == 0 or step == 1:
                 curve.append({"step": step, "loss": float(loss.item()),
@@ -163,6 +177,8 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
         bar.close()
     if done == 0:  # interrupted before the first step: nothing to save
         raise KeyboardInterrupt
+    info.update(train_minutes=round((time.time() - t0) / 60, 2), build_s=round(build_s, 1),
+                steps_per_s=round(done / max(train_s, 1e-9), 2))
     validate_and_save(done)
     summary = {**info, "config": config.to_dict(), "stats": stats.to_dict(), "curve": curve}
     out.with_suffix(".train.json").write_text(json.dumps(summary, indent=1))
@@ -207,10 +223,10 @@ def plot_overlay(model: PolicyModel, demos: list[Demo], config: Any, stats: Any,
     fig, axes = plt.subplots(len(demos), n_frames, figsize=(2.6 * n_frames, 2.6 * len(demos)),
                              squeeze=False)
     for row, d in enumerate(demos):
-        ds = FrameDataset([d], config, stats)
+        ds = TrainingFrames([d], config, stats)
         ts = np.linspace(0, len(d) - 1, n_frames + 1).astype(int)[:-1]
         for col, t in enumerate(ts):
-            b = _collate(ds, [int(t)], device)
+            b = ds.batch([int(t)], device=device)
             p = model.predict(b)
             ax = axes[row, col]
             ax.imshow(d.rgb[t])

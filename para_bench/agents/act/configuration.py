@@ -18,6 +18,8 @@ class ACTConfig(PolicyConfig):
         layers: decoder blocks (W learned step queries; self- and cross-attention).
         heads: attention heads.
         xyz_weight: weight of the L1 loss on normalised positions.
+        coord_channels, context_pos: kept on / ``absolute`` (the base defaults): ACT's
+            image tokens carry absolute 2D position embeddings.
         gripper_weight: weight of the gripper cross-entropy.
         rot_weight: weight of the rotation cross-entropy.
         train_steps: 4000 by default: a step costs about half of an ar / voxel step, so

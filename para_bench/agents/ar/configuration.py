@@ -25,8 +25,11 @@ class ARConfig(PolicyConfig):
         height_weight: weight of the height cross-entropy in the loss.
         gripper_weight: weight of the gripper cross-entropy in the loss.
         rot_weight: weight of the rotation cross-entropy in the loss.
-        n_exec: 4 (the measured recipe): the agent looks every ``stride * n_exec`` control
-            steps, which is also the spacing of the history frames it was trained on.
+        coord_channels, context_pos: kept on / ``absolute`` (the base defaults): seed 002's
+            model A sums a standard absolute 2D position code with the EEF-relative one.
+        n_exec: 4: the agent looks every ``1 + stride * (n_exec - 1)`` control steps (7),
+            which is also the spacing of the history frames it is trained on
+            (:func:`~para_bench.models.sample.steps_per_call`).
     """
 
     dim: int = 64

@@ -24,14 +24,21 @@ class ParaConfig(PolicyConfig):
         rel_offset: add a Fourier encoding of each cell's pixel offset to the current EEF
             pixel to the feature map (on top of the start-keypoint embedding).
         subcell_refine: decode ``uv`` with a soft-argmax over the 3 x 3 cells around the
-            argmax (at the argmax height) instead of the cell centre.
+            argmax (at the argmax height) instead of the cell centre, and the height with a
+            soft-argmax over the 3 height bins around the argmax (at the chosen cell).
         gripper_weight: weight of the gripper cross-entropy in the loss.
         rot_weight: weight of the rotation cross-entropy in the loss.
-        train_steps: 4000 by default: a step costs about half of an ar / voxel step, so
-            the default recipes take about the same CPU time.
+        coord_channels, context_pos: off / ``relative`` (seed 004: DINO patch features and
+            a 1x1 conv head, so a cell's output follows what is under it; the CPU backbone
+            gets no absolute image coordinates, its global context is translation
+            equivariant, and position enters only relative to the EEF pixel).
+        train_steps: 3000 by default (a step costs about two thirds of an ar / voxel step;
+            see ``benchmarks/training_speed.py`` for the minutes on this machine).
     """
 
     dim: int = 64
+    coord_channels: bool = False
+    context_pos: str = "relative"
     volume: str = "factored"
     head_dim: int = 32
     head_layers: int = 2
@@ -40,4 +47,4 @@ class ParaConfig(PolicyConfig):
     subcell_refine: bool = True
     gripper_weight: float = 0.5
     rot_weight: float = 0.5
-    train_steps: int = 4000
+    train_steps: int = 3000

@@ -188,8 +188,9 @@ class ParaPolicy(PolicyModel):
             sl = torch.gather(vol, 2, hbin[..., None, None, None].expand(-1, -1, 1, g, g))
             coords = geometry.grid_uv(g, c.image_size, vol.device).view(g, g, 2)
             uv = neighbourhood_soft_argmax(sl.reshape(b * w, g, g), coords).view(b, w, 2)
-            h = geometry.bin_to_value(hbin, self.stats.height_lo, self.stats.height_hi,
-                                      c.n_height_bins)
+            col = torch.gather(vol.flatten(3), 3,
+                               cell[..., None, None].expand(-1, -1, c.n_height_bins, 1))
+            h = self.refine_height(col[..., 0])
             xyz = geometry.ray_at_height(uv, h, batch["intrinsics"], batch["extrinsics"])
         g_logits, r_logits = self.step_logits(feats, cell, hbin)
         return {"xyz": xyz, "uv": uv, "gripper": self.decode_gripper(g_logits.argmax(-1)),

@@ -25,9 +25,15 @@ class VoxelConfig(PolicyConfig):
             around the argmax instead of the voxel centre.
         gripper_weight: weight of the gripper cross-entropy in the loss.
         rot_weight: weight of the rotation cross-entropy in the loss.
+        coord_channels, context_pos: off / ``relative`` (seed 002: geometry enters through
+            the voxels' xyz encodings -- absolute for B, EEF-relative for C -- so the image
+            features add no absolute image position of their own; B and C differ only in
+            the xyz encoding, as the seed's comparison needs).
     """
 
     dim: int = 64
+    coord_channels: bool = False
+    context_pos: str = "relative"
     relative: bool = False
     voxel_grid: int = 16
     voxel_heights: int = 8
