@@ -53,7 +53,7 @@ def diamond(seconds: float = 0.2) -> list[Stage]:
 
 
 def run(root: Path, stages: list[Stage], jobs: int) -> tuple[int, Scheduler]:
-    spec = SimpleNamespace(name="fake")
+    spec = SimpleNamespace(name="fake", agents=(), settings=(), baselines=())
     sched = Scheduler(spec, stages, root, RunOptions(jobs=jobs, live=False))
     return sched.run(), sched
 

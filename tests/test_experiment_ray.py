@@ -29,7 +29,7 @@ def local_ray():
 def test_stages_run_on_ray_and_their_outputs_come_back(tmp_path, local_ray):
     stages = [fake_stage("a"), fake_stage("b"), fake_stage("c", ("a", "b")),
               fake_stage("bad", code=4), fake_stage("after_bad", ("bad",))]
-    sched = Scheduler(SimpleNamespace(name="fake"), stages, tmp_path,
+    sched = Scheduler(SimpleNamespace(name="fake", agents=(), settings=(), baselines=()), stages, tmp_path,
                       RunOptions(jobs=2, executor="ray", live=False))
     assert sched.run() == 1
     book = StageBook(tmp_path)

@@ -215,3 +215,19 @@ def test_train_keys_cover_the_resolved_recipe():
     assert para.material["options"]["steps"] == ParaConfig.train_steps
     assert para.material["config"]["head_layers"] == ParaConfig.head_layers
     assert para.argv[para.argv.index("--steps") + 1] == str(ParaConfig.train_steps)
+
+
+def test_ready_stages_launch_so_that_whole_cells_finish_first():
+    from para_bench.experiment.scheduler import launch_priority
+
+    spec = parse_experiment(BASE)
+    stages = sorted(expand(spec), key=lambda s: launch_priority(s, spec))
+    kinds = [("baseline" if s.meta.get("baseline") else s.kind.replace("subset", "collect"))
+             for s in stages]
+    # demos, then evaluations of trained checkpoints, then more training, baselines last
+    assert kinds == sorted(kinds, key=["collect", "evaluate", "train", "baseline"].index)
+    assert kinds.index("evaluate") < kinds.index("train")
+    trains = [s.meta["agent"] for s in stages if s.kind == "train"]
+    assert trains == sorted(trains, key=list(spec.agents).index)  # one agent's row at a time
+    evals = [s for s in stages if s.kind == "evaluate" and not s.meta["baseline"]]
+    assert evals[0].meta["role"] == "heldout"  # in distribution before out of it

@@ -188,3 +188,47 @@ def test_training_stops_early_and_keeps_a_checkpoint(tmp_path, monkeypatch):
     assert summary["steps"] == 3 and summary["interrupted"]
     assert load_policy(ckpt, expect="act").config.dim == 16
     assert ckpt.with_suffix(".train.json").is_file() and ckpt.with_suffix(".loss.png").is_file()
+
+
+def test_collect_redoes_a_demo_torn_by_a_kill_and_keeps_whole_ones(tmp_path, monkeypatch):
+    import para_bench.evaluation.env_pool as env_pool
+    import para_bench.training.collect as collect_mod
+    from para_bench.suites import get_suite
+
+    class NoEnvs:
+        def __init__(self, *a, **kw):
+            pass
+
+        def get(self, *a):
+            return None
+
+        def discard(self):
+            pass
+
+        def close(self):
+            pass
+
+    rolled = []
+
+    def fake_rollout(env, oracle, spec):
+        rolled.append(spec.episode_id)
+        t = 5
+        return {"success": True, "instruction": "x", "actions": np.zeros((t, 7)),
+                "obs": {"agentview_rgb": np.zeros((t, S, S, 3), np.uint8)},
+                "intrinsics": np.zeros((t, 3, 3)), "extrinsics": np.zeros((t, 4, 4))}
+
+    monkeypatch.setattr(env_pool, "EnvPool", NoEnvs)
+    monkeypatch.setattr(collect_mod, "rollout_demo", fake_rollout)
+    plan = get_suite("pos_ood").plan("train", episodes=3, seed=0)
+    out = tmp_path / "demos.hdf5"
+    collect_mod.collect(plan[:2], out, image_size=S, progress=False)
+    with h5py.File(out, "a") as f:  # a kill between the datasets of the second demo
+        del f["data/demo_1/camera/extrinsics"]
+        del f["data/demo_1"].attrs["complete"]
+    rolled.clear()
+    counts = collect_mod.collect(plan, out, image_size=S, progress=False)
+    assert rolled == [plan[1].episode_id, plan[2].episode_id]
+    assert counts == {"written": 2, "failed": 0, "skipped": 1}
+    with h5py.File(out) as f:
+        assert [f[f"data/demo_{i}"].attrs["episode_id"] for i in range(3)] == \
+            [s.episode_id for s in plan]

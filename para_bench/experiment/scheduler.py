@@ -36,7 +36,7 @@ from para_bench.experiment.spec import ExperimentSpec
 from para_bench.experiment.stages import Stage
 from para_bench.experiment.state import StageBook
 
-__all__ = ["RunOptions", "Scheduler", "needed_stages", "stage_views"]
+__all__ = ["RunOptions", "Scheduler", "launch_priority", "needed_stages", "stage_views"]
 
 MAX_EVAL_WORKERS = 8
 HEARTBEAT_S = 30.0
@@ -100,6 +100,28 @@ class _Running:
         self.earlier_s = 0.0  # time spent in interrupted earlier attempts
 
 
+def launch_priority(stage: Stage, spec: ExperimentSpec) -> tuple:
+    """Sort key of a ready stage: cells fill in one at a time rather than all at the end.
+
+    Demos first (everything needs them); then evaluations of finished checkpoints, before
+    more training, so an interrupted matrix leaves whole cells; trainings agent by agent in
+    the file's order (one agent's row across settings before the next); baselines last.
+    """
+    meta = stage.meta
+    agents, settings = list(spec.agents), list(spec.settings)
+    agent = agents.index(meta["agent"]) if meta.get("agent") in agents else 0
+    setting = settings.index(meta["setting"]) if meta.get("setting") in settings else 0
+    if stage.kind in ("collect", "subset"):
+        return (0, setting, meta.get("demos", 0))
+    if stage.kind == "train":
+        return (2, agent, setting, meta.get("demos", 0), meta.get("train_seed", 0))
+    if meta.get("baseline"):
+        baselines = list(spec.baselines)
+        return (3, setting, baselines.index(meta["agent"]) if meta["agent"] in baselines else 0)
+    return (1, agent, setting, meta.get("demos", 0), meta.get("train_seed", 0),
+            meta.get("role") != "heldout")
+
+
 class Scheduler:
     """Runs the needed stages of one experiment folder (see the module docstring)."""
 
@@ -129,6 +151,7 @@ class Scheduler:
             self.views[v.stage.name] = v
 
     def _ready(self) -> list[Stage]:
+        """Stages whose inputs are done, in :func:`launch_priority` order."""
         out = []
         for s in self.stages:
             v = self.views[s.name]
@@ -137,7 +160,7 @@ class Scheduler:
             if all(self.views[d].state == "done" and not self.views[d].output_missing
                    for d in s.deps):
                 out.append(s)
-        return out
+        return sorted(out, key=lambda s: launch_priority(s, self.spec))
 
     def _prepare(self, stage: Stage) -> None:
         """Puts aside what a previous, different attempt left at the stage's output."""

@@ -86,6 +86,16 @@ def _write_demo(data: Any, name: str, demo: dict[str, Any], spec: EpisodeSpec) -
         g.create_dataset(f"obs/{key}", data=arr, **kw)
     g.create_dataset("camera/intrinsics", data=demo["intrinsics"])
     g.create_dataset("camera/extrinsics", data=demo["extrinsics"])
+    g.attrs["complete"] = True  # last: a demo torn by a kill lacks it
+
+
+def _is_complete(g: Any) -> bool:
+    """Whether a demo group was written to the end (files from before the ``complete``
+    marker: its last dataset is whole)."""
+    if "complete" in g.attrs:
+        return bool(g.attrs["complete"])
+    last = g.get("camera/extrinsics")
+    return last is not None and len(last) == g.attrs.get("num_samples", -1)
 
 
 def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
@@ -127,6 +137,8 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
                                                    "control": control,
                                                    "physics": physics,
                                                    "render_quality": quality})})
+        for name in [n for n, g in data.items() if not _is_complete(g)]:
+            del data[name]  # torn by a kill: collected again below
         done = {g.attrs["episode_id"] for g in data.values()}
         failed_ids = set(json.loads(data.attrs.get("failed_episode_ids", "[]")))
         todo = [s for s in plan if s.episode_id not in done | failed_ids]
