@@ -52,9 +52,12 @@ def diamond(seconds: float = 0.2) -> list[Stage]:
             fake_stage("c", ("a", "b"), seconds=seconds)]
 
 
+#: an experiment of fake stages: no agents, settings or baselines to order them by
+FAKE_SPEC = SimpleNamespace(name="fake", agents=(), settings=(), baselines=())
+
+
 def run(root: Path, stages: list[Stage], jobs: int) -> tuple[int, Scheduler]:
-    spec = SimpleNamespace(name="fake", agents=(), settings=(), baselines=())
-    sched = Scheduler(spec, stages, root, RunOptions(jobs=jobs, live=False))
+    sched = Scheduler(FAKE_SPEC, stages, root, RunOptions(jobs=jobs, live=False))
     return sched.run(), sched
 
 

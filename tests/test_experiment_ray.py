@@ -3,13 +3,11 @@ inputs travel with the task, outputs and logs come back into the experiment fold
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from para_bench.experiment.scheduler import RunOptions, Scheduler
 from para_bench.experiment.state import StageBook
-from tests.fake_experiment import fake_stage
+from tests.fake_experiment import FAKE_SPEC, fake_stage
 
 ray = pytest.importorskip("ray")
 
@@ -29,7 +27,7 @@ def local_ray():
 def test_stages_run_on_ray_and_their_outputs_come_back(tmp_path, local_ray):
     stages = [fake_stage("a"), fake_stage("b"), fake_stage("c", ("a", "b")),
               fake_stage("bad", code=4), fake_stage("after_bad", ("bad",))]
-    sched = Scheduler(SimpleNamespace(name="fake", agents=(), settings=(), baselines=()), stages, tmp_path,
+    sched = Scheduler(FAKE_SPEC, stages, tmp_path,
                       RunOptions(jobs=2, executor="ray", live=False))
     assert sched.run() == 1
     book = StageBook(tmp_path)
