@@ -6,11 +6,15 @@
 * :class:`ObjectShift` — shift the task's movable objects (all, or ``names``) by
   ``dx`` / ``dy`` metres in the table frame (LIBERO's table axes are the world x / y axes),
   then let the scene settle; infeasible placements raise ``ValueError``.
+
+:func:`parse_reset_options` validates a whole ``reset(options=...)`` into a
+:class:`SceneRequest`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -102,3 +106,77 @@ class ObjectShift:
         d = asdict(self)
         d["names"] = list(self.names) if self.names else None
         return d
+
+
+RESET_OPTIONS = {"init_state", "placement_seed", "camera", "objects"}
+
+
+@dataclass(frozen=True)
+class SceneRequest:
+    """What one reset asks for, validated: the starting scene and its perturbations.
+
+    Attributes:
+        init_state: one of LIBERO's official init states, or None with ``placement_seed``.
+        placement_seed: a fresh placement from LIBERO's own sampler, seeded; or None.
+        camera: the camera orbit, or None.
+        shift: the object shift, or None.
+    """
+
+    init_state: int | None
+    placement_seed: int | None
+    camera: CameraPerturbation | None
+    shift: ObjectShift | None
+
+
+def _is_int(value: Any) -> bool:
+    import numpy as np
+
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def parse_reset_options(options: dict | None, n_init_states: int,
+                        default_init_state: Callable[[], int],
+                        movable_objects: list[str], task_key: str) -> SceneRequest:
+    """Validates ``reset(options=...)`` (see :meth:`LiberoEnv.reset`).
+
+    Args:
+        options: the reset options (``init_state``, ``placement_seed``, ``camera``,
+            ``objects``).
+        n_init_states: how many official init states the task has.
+        default_init_state: called (once) when neither ``init_state`` nor
+            ``placement_seed`` is given.
+        movable_objects: the names an ``objects`` option may name.
+        task_key: the task, for messages.
+
+    Raises:
+        ValueError: unknown options, both or malformed scene choices, an init state out of
+            range, an unknown object, a perturbation out of range.
+    """
+    options = dict(options or {})
+    unknown = set(options) - RESET_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; allowed: "
+                         f"{sorted(RESET_OPTIONS)}")
+    init_state = options.get("init_state")
+    placement = options.get("placement_seed")
+    if placement is not None:
+        if init_state is not None:
+            raise ValueError("give one of init_state or placement_seed, not both")
+        if not _is_int(placement) or not 0 <= placement < 2**32:
+            raise ValueError(f"placement_seed must be an integer in 0..2**32-1, "
+                             f"got {placement!r}")
+    else:
+        if init_state is None:
+            init_state = default_init_state()
+        if not _is_int(init_state) or not 0 <= init_state < n_init_states:
+            raise ValueError(f"init_state must be an integer in 0..{n_init_states - 1}, "
+                             f"got {init_state!r}")
+    camera = CameraPerturbation.from_options(options.get("camera"))
+    shift = ObjectShift.from_options(options.get("objects"))
+    if shift and shift.names:
+        unknown_objects = set(shift.names) - set(movable_objects)
+        if unknown_objects:
+            raise ValueError(f"unknown object(s) {sorted(unknown_objects)} in {task_key}; "
+                             f"movable objects: {movable_objects}")
+    return SceneRequest(None if init_state is None else int(init_state),
+                        None if placement is None else int(placement), camera, shift)

@@ -26,6 +26,7 @@ Both loops give the same simulator state; ``tests/test_sim_physics.py`` compares
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -145,3 +146,13 @@ class ContactTable:
         if is_model:  # object models live as long as the scene: build their table once
             self._masks[key] = (geoms, mask)
         return mask
+
+
+def divergence_count(data: Any) -> int:
+    """MuJoCo's count of bad-qpos / qvel / qacc events (it silently resets data on them)."""
+    import mujoco
+
+    w = mujoco.mjtWarning
+    return sum(int(data.warning[k].number) for k in (w.mjWARN_BADQPOS, w.mjWARN_BADQVEL,
+                                                     w.mjWARN_BADQACC))
+
