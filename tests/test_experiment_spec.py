@@ -220,12 +220,14 @@ def test_train_keys_cover_the_resolved_recipe():
 def test_ready_stages_launch_so_that_whole_cells_finish_first():
     from para_bench.experiment.scheduler import launch_priority
 
-    spec = parse_experiment(BASE)
+    spec = parse_experiment({**BASE, "baselines": ["oracle", "noop"]})
     stages = sorted(expand(spec), key=lambda s: launch_priority(s, spec))
-    kinds = [("baseline" if s.meta.get("baseline") else s.kind.replace("subset", "collect"))
+    kinds = [(s.meta["agent"] if s.meta.get("baseline") else s.kind.replace("subset", "collect"))
              for s in stages]
-    # demos, then evaluations of trained checkpoints, then more training, baselines last
-    assert kinds == sorted(kinds, key=["collect", "evaluate", "train", "baseline"].index)
+    # demos, evaluations of trained checkpoints, the oracle (solvability), more training,
+    # other baselines last
+    order = ["collect", "evaluate", "oracle", "train", "noop"]
+    assert kinds == sorted(kinds, key=order.index) and set(kinds) == set(order)
     assert kinds.index("evaluate") < kinds.index("train")
     trains = [s.meta["agent"] for s in stages if s.kind == "train"]
     assert trains == sorted(trains, key=list(spec.agents).index)  # one agent's row at a time

@@ -104,8 +104,10 @@ def launch_priority(stage: Stage, spec: ExperimentSpec) -> tuple:
     """Sort key of a ready stage: cells fill in one at a time rather than all at the end.
 
     Demos first (everything needs them); then evaluations of finished checkpoints, before
-    more training, so an interrupted matrix leaves whole cells; trainings agent by agent in
-    the file's order (one agent's row across settings before the next); baselines last.
+    more training, so an interrupted matrix leaves whole cells; the oracle's rows (the proof
+    that every test scene is solvable, which each learned cell is read against); trainings
+    agent by agent in the file's order (one agent's row across settings before the next);
+    the other baselines last.
     """
     meta = stage.meta
     agents, settings = list(spec.agents), list(spec.settings)
@@ -116,6 +118,8 @@ def launch_priority(stage: Stage, spec: ExperimentSpec) -> tuple:
     if stage.kind == "train":
         return (2, agent, setting, meta.get("demos", 0), meta.get("train_seed", 0))
     if meta.get("baseline"):
+        if meta["agent"] == "oracle":
+            return (1.5, setting)
         baselines = list(spec.baselines)
         return (3, setting, baselines.index(meta["agent"]) if meta["agent"] in baselines else 0)
     return (1, agent, setting, meta.get("demos", 0), meta.get("train_seed", 0),
