@@ -182,3 +182,15 @@ def test_a_collection_torn_by_a_kill_is_repaired_before_it_resumes(tmp_path):
     path.write_bytes(b"not an hdf5 file")
     Scheduler._repair_partial_demos(path)
     assert not path.exists()  # unreadable: the collection starts over
+
+
+def test_eta_of_a_resumed_stage_counts_only_what_this_attempt_did():
+    from para_bench.experiment.progress import StageView, remaining_seconds
+
+    now = 1000.0
+    fresh = StageView(fake_stage("a"), "running", started=now - 100, progress=(30, 50))
+    resumed = StageView(fake_stage("b"), "running", started=now - 100, progress=(30, 50),
+                        progress_start=20)
+    left = remaining_seconds([fresh, resumed], now=now)
+    assert abs(left["demos a"] - 100 * 20 / 30) < 1e-6  # 30 done in 100 s
+    assert abs(left["demos b"] - 100 * 20 / 10) < 1e-6  # 10 done in 100 s, 20 left

@@ -37,6 +37,7 @@ class StageView:
     duration_s: float | None = None  # done stages
     started: float | None = None  # running stages (epoch seconds)
     progress: tuple[int, int] | None = None  # running: (units done, units total)
+    progress_start: int | None = None  # running: units done when this attempt was first seen
     rebuilt: bool = False
     output_missing: bool = False  # done, output not kept here (rebuilt only when needed)
 
@@ -106,9 +107,12 @@ def remaining_seconds(views: list[StageView], now: float | None = None) -> dict[
         total = rate * units(v.stage) if rate else None
         if v.state == "running" and v.started:
             elapsed = now - v.started
-            if v.progress and v.progress[1] and v.progress[0] / v.progress[1] >= 0.05:
-                total = elapsed * v.progress[1] / v.progress[0]
-            out[v.stage.name] = None if total is None else max(0.0, total - elapsed)
+            done, whole = v.progress or (0, 0)
+            here = done - min(v.progress_start or 0, done)  # what this attempt did
+            if whole and here / whole >= 0.05:
+                out[v.stage.name] = elapsed * (whole - done) / here
+            else:
+                out[v.stage.name] = None if total is None else max(0.0, total - elapsed)
         else:
             out[v.stage.name] = total
     return out

@@ -88,6 +88,7 @@ def stage_views(stages: list[Stage], book: StageBook) -> list[StageView]:
         if running and v.state != "done":
             v.state, v.started = "running", running.get("started_ts")
             v.progress = stage_progress(s, book.root)
+            v.progress_start = running.get("progress_start")
         views.append(v)
     return views
 
@@ -98,6 +99,7 @@ class _Running:
         self.stage, self.launch, self.slots = stage, launch, slots
         self.started, self.attempt, self.beat = started, attempt, started
         self.earlier_s = 0.0  # time spent in interrupted earlier attempts
+        self.progress_start: int | None = None  # units done when first seen (a resume's)
 
 
 def launch_priority(stage: Stage, spec: ExperimentSpec) -> tuple:
@@ -253,7 +255,7 @@ class Scheduler:
         self.running[stage.name] = run
         self._beat(run)
         v = self.views[stage.name]
-        v.state, v.started, v.progress = "running", now, None
+        v.state, v.started, v.progress, v.progress_start = "running", now, None, None
         self._event_line(f"start    {stage.name}" + (f"  ({slots} workers)" if slots > 1 else ""))
 
     def _stale_running(self, stage: Stage) -> float:
@@ -272,7 +274,20 @@ class Scheduler:
         self.book.set_running(run.stage, {
             "pid": run.launch.pid or os.getpid(), "scheduler_pid": os.getpid(),
             "started_ts": run.started, "heartbeat_ts": run.beat, "slots": run.slots,
-            "earlier_s": run.earlier_s, "attempt": run.attempt})
+            "earlier_s": run.earlier_s, "attempt": run.attempt,
+            "progress_start": self._observe(run)})
+
+    def _observe(self, run: _Running) -> int | None:
+        """Refreshes a running stage's progress in its view; returns the units it had done
+        when first seen (a resumed collection or evaluation starts part-way: the ETA counts
+        only what this attempt did)."""
+        v = self.views[run.stage.name]
+        v.progress = stage_progress(run.stage, self.root)
+        if run.progress_start is None and v.progress is not None:
+            # a training starts over; collections and evaluations continue their files
+            run.progress_start = 0 if run.stage.kind == "train" else v.progress[0]
+        v.progress_start = run.progress_start
+        return run.progress_start
 
     # -- finishing -----------------------------------------------------------------------------
 
@@ -349,8 +364,8 @@ class Scheduler:
         self.view.event(line, self._views())
 
     def _views(self) -> list[StageView]:
-        for name, run in self.running.items():
-            self.views[name].progress = stage_progress(run.stage, self.root)
+        for run in self.running.values():
+            self._observe(run)
         return [self.views[s.name] for s in self.stages]
 
     # -- main loop -----------------------------------------------------------------------------
