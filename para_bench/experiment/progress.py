@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from para_bench.experiment.stages import Stage
 
@@ -49,6 +50,16 @@ def units(stage: Stage) -> float:
     if stage.kind == "train":
         return float(stage.material["options"]["steps"])
     return float(stage.meta["episodes"])
+
+
+def stage_seconds(stage: Stage, marker: dict[str, Any] | None) -> float | None:
+    """Seconds a done stage's output took: its last attempt, plus the interrupted earlier
+    ones for a collection or evaluation (they continue their files; a training starts
+    over, so its earlier attempts are not part of what it cost)."""
+    if not marker or marker.get("duration_s") is None:
+        return None
+    earlier = 0.0 if stage.kind == "train" else marker.get("earlier_attempts_s") or 0.0
+    return float(marker["duration_s"]) + float(earlier)
 
 
 def _group(stage: Stage) -> tuple:

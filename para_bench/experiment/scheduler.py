@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from para_bench.experiment.launch import LocalLaunch, RayLaunch
-from para_bench.experiment.progress import LiveView, StageView, stage_progress
+from para_bench.experiment.progress import LiveView, StageView, stage_progress, stage_seconds
 from para_bench.experiment.spec import ExperimentSpec
 from para_bench.experiment.stages import Stage
 from para_bench.experiment.state import StageBook
@@ -80,7 +80,7 @@ def stage_views(stages: list[Stage], book: StageBook) -> list[StageView]:
         state = states[s.name]
         v = StageView(s, "todo", rebuilt=bool(m and m.get("rebuilt")))
         if state in ("done", "lost") and s.name not in need:
-            v.state, v.duration_s = "done", m.get("duration_s")
+            v.state, v.duration_s = "done", stage_seconds(s, m)
             v.output_missing = state == "lost"
         elif state == "lost":
             v.state = "lost"
@@ -336,7 +336,7 @@ class Scheduler:
                     "git_sha": self.git_sha}
             marker = self.book.write_done(stage, info)
             self.book.clear_running(stage)
-            v.state, v.duration_s = "done", info["duration_s"]
+            v.state, v.duration_s = "done", stage_seconds(stage, info)
             v.rebuilt, v.output_missing = bool(marker["rebuilt"]), False
             self._event_line(f"done     {stage.name}  ({info['duration_s']:.0f} s)")
             return
