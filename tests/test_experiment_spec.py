@@ -138,6 +138,13 @@ BAD = [
      "unknown task libero_spatial/99"),
     (GOOD.replace('agents = ["para"]', 'agents = "para"'), "agents must be a list"),
     ("name = [", "not valid TOML"),
+    (GOOD.replace("\n[collect]", '\n[variants]\npara_x = "para"\n[collect]'),
+     "'para_x' is not listed in agents"),
+    (GOOD.replace('agents = ["para"]', 'agents = ["para", "para_x"]').replace(
+        "\n[collect]", '\n[variants]\npara_x = "oracle"\n[collect]'),
+     "'oracle' is not a trainable agent"),
+    (GOOD.replace('agents = ["para"]', 'agents = ["para", "act"]').replace(
+        "\n[collect]", '\n[variants]\nact = "para"\n[collect]'), "an agent's own name"),
 ]
 
 
@@ -233,3 +240,27 @@ def test_ready_stages_launch_so_that_whole_cells_finish_first():
     assert trains == sorted(trains, key=list(spec.agents).index)  # one agent's row at a time
     evals = [s for s in stages if s.kind == "evaluate" and not s.meta["baseline"]]
     assert evals[0].meta["role"] == "heldout"  # in distribution before out of it
+
+
+def test_a_variant_trains_its_model_with_its_own_options_as_its_own_row():
+    spec = parse_experiment({**BASE, "agents": ["para", "para_abs"],
+                             "variants": {"para_abs": "para"},
+                             "train": {"steps": 10, "para_abs": {"context_pos": "absolute"}}})
+    stages = {s.name: s for s in expand(spec)}
+    train = stages["train para_abs in_dist d10 s0"]
+    assert train.argv[train.argv.index("--agent") + 1] == "para"
+    assert 'context_pos="absolute"' in train.argv
+    run = stages["eval para_abs in_dist/test d10 s0"]
+    assert run.argv[run.argv.index("--agent") + 1] == "para" and run.meta["agent"] == "para_abs"
+    assert train.key != stages["train para in_dist d10 s0"].key
+    # a variant without options is the model itself: the same key (what produces it)
+    same = parse_experiment({**BASE, "agents": ["para", "para_same"],
+                             "variants": {"para_same": "para"}, "train": {"steps": 10}})
+    keys = {s.name: s.key for s in expand(same)}
+    assert keys["train para_same in_dist d10 s0"] == keys["train para in_dist d10 s0"]
+
+
+def test_variant_options_are_checked_against_their_models_fields():
+    with pytest.raises(ExperimentError, match="unknown option 'dimm' for para_abs"):
+        parse_experiment({**BASE, "agents": ["para_abs"], "variants": {"para_abs": "para"},
+                          "train": {"para_abs": {"dimm": 3}}})

@@ -14,6 +14,9 @@ An experiment file names what to train, on which settings, and how to evaluate i
     [collect]        # seed (0), image_size (128), max_steps (600)
     [train]          # steps, batch_size, lr, device, max_minutes, + any model config field
     [train.para]     #   per-agent overrides
+    [variants]       # ablations: a named variant of a trainable agent, listed in ``agents``
+                     #   and configured by its own [train.<variant>] table, e.g.
+                     #   para_abs_pos = "para"  +  [train.para_abs_pos] context_pos = "absolute"
     [eval]           # seed, control, zero_rotation, max_steps, action_scale, image_size,
                      #   coverage, episode_timeout, heldout_split ("val"), heldout_episodes (20)
     [eval.in_dist]   #   per-setting overrides, and ``episodes``
@@ -41,7 +44,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["ExperimentError", "ExperimentSpec", "load_experiment", "parse_experiment"]
 
 TOP_KEYS = ("name", "description", "tasks", "agents", "baselines", "settings", "demos",
-            "train_seeds", "episodes", "collect", "train", "eval")
+            "train_seeds", "episodes", "collect", "train", "eval", "variants")
 COLLECT_DEFAULTS: dict[str, Any] = {"seed": 0, "image_size": 128, "max_steps": 600}
 #: trainer options of ``para-bench train`` (every other [train] key is a model config field)
 TRAINER_DEFAULTS: dict[str, Any] = {"steps": None, "batch_size": 32, "lr": 1e-3,
@@ -76,7 +79,8 @@ class ExperimentSpec:
         path: the file it was read from.
         text_sha256: sha256 of that file's bytes (provenance).
         tasks: ``benchmark/task_id`` items, the same for every setting.
-        agents: learned policies (``para-bench train`` names), trained per cell.
+        agents: learned policies (``para-bench train`` names, or names of ``variants``),
+            trained per cell.
         baselines: registered agents evaluated without training (``oracle``, ``noop``, ...).
         settings: suite names; each is trained on its ``train`` split, tested on ``test``.
         demos: collected demos (episodes attempted) per setting; several = a sweep.
@@ -86,6 +90,7 @@ class ExperimentSpec:
             ``lr``, ``device``, ``max_minutes``) and ``set``, the model config overrides.
         eval: setting -> merged evaluation options (:data:`EVAL_DEFAULTS` + ``episodes``).
         description: free text.
+        variants: variant name -> the trainable agent it configures (ablations).
     """
 
     name: str
@@ -102,6 +107,11 @@ class ExperimentSpec:
     eval: dict[str, dict[str, Any]]
     description: str = ""
     notes: tuple[str, ...] = field(default=())
+    variants: dict[str, str] = field(default_factory=dict)
+
+    def model_of(self, agent: str) -> str:
+        """The trainable agent (``para-bench train --agent`` name) behind an agent or variant."""
+        return self.variants.get(agent, agent)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (provenance, ``experiment.json``)."""
@@ -141,12 +151,13 @@ def parse_experiment(data: dict[str, Any], path: str = "<dict>",
     demos = _int_list(data, "demos", where, minimum=1, default=[50])
     seeds = _int_list(data, "train_seeds", where, minimum=0, default=[0])
     episodes = _count(data.get("episodes", 40), f"{where}: episodes")
-    _check_agents(agents, baselines, where)
+    variants = _variants(data.get("variants", {}), agents, where)
+    _check_agents([variants.get(a, a) for a in agents], baselines, where)
     _check_settings(settings, where)
     notes: list[str] = []
 
     collect = _section(data, "collect", COLLECT_DEFAULTS, where)
-    train = _train_section(data.get("train", {}), agents, where)
+    train = _train_section(data.get("train", {}), agents, variants, where)
     evals = _eval_section(data.get("eval", {}), settings, episodes, where)
     for setting in settings:
         split = evals[setting]["heldout_split"]
@@ -158,7 +169,7 @@ def parse_experiment(data: dict[str, Any], path: str = "<dict>",
         name=name, path=path, text_sha256=text_sha, tasks=tuple(tasks), agents=tuple(agents),
         baselines=tuple(baselines), settings=tuple(settings), demos=tuple(demos),
         train_seeds=tuple(seeds), collect=collect, train=train, eval=evals,
-        description=str(data.get("description", "")), notes=tuple(notes),
+        description=str(data.get("description", "")), notes=tuple(notes), variants=variants,
     )
 
 
@@ -224,6 +235,23 @@ def _check_task(task: str, where: str) -> None:
         parse_task(task)
     except ValueError as e:
         raise ExperimentError(f"{where}: tasks: {e}") from None
+
+
+def _variants(table: Any, agents: list[str], where: str) -> dict[str, str]:
+    from para_bench.models.zoo import MODELS
+
+    if not isinstance(table, dict):
+        raise ExperimentError(f"{where}: [variants] must be a table of name = \"agent\"")
+    for name, base in table.items():
+        if not isinstance(base, str) or base not in MODELS:
+            raise ExperimentError(f"{where}: [variants] {name}: {base!r} is not a trainable "
+                                  f"agent ({', '.join(MODELS)})")
+        if name in MODELS:
+            raise ExperimentError(f"{where}: [variants] {name!r} is an agent's own name; "
+                                  "give the variant another")
+        if name not in agents:
+            raise ExperimentError(f"{where}: [variants] {name!r} is not listed in agents")
+    return dict(table)
 
 
 def _check_agents(agents: list[str], baselines: list[str], where: str) -> None:
@@ -321,7 +349,8 @@ def _model_option(agent: str, key: str, value: Any, fields_: dict[str, Any], whe
     return value
 
 
-def _train_section(table: Any, agents: list[str], where: str) -> dict[str, dict[str, Any]]:
+def _train_section(table: Any, agents: list[str], variants: dict[str, str],
+                   where: str) -> dict[str, dict[str, Any]]:
     if not isinstance(table, dict):
         raise ExperimentError(f"{where}: [train] must be a table")
     common = {k: v for k, v in table.items() if not isinstance(v, dict)}
@@ -332,7 +361,7 @@ def _train_section(table: Any, agents: list[str], where: str) -> dict[str, dict[
                                   f"experiment's agents ({', '.join(agents) or 'none'})")
     out = {}
     for agent in agents:
-        fields_ = _config_fields(agent)
+        fields_ = _config_fields(variants.get(agent, agent))
         merged = {**common, **per_agent.get(agent, {})}
         options = dict(TRAINER_DEFAULTS)
         model: dict[str, Any] = {}

@@ -163,16 +163,18 @@ def _train_stage(spec: ExperimentSpec, agent: str, setting: str, demos: Stage, s
     opts = dict(spec.train[agent])
     if device:
         opts["device"] = device
-    config = resolved_config(agent, opts["set"], spec.collect["image_size"])
+    model = spec.model_of(agent)
+    config = resolved_config(model, opts["set"], spec.collect["image_size"])
     opts["steps"] = opts["steps"] or config["train_steps"]  # a changed default changes the key
-    material = {"kind": "train", "agent": agent, "demos": demos.key, "seed": seed,
+    # keyed by the model, not the variant's name: what produces the checkpoint
+    material = {"kind": "train", "agent": model, "demos": demos.key, "seed": seed,
                 "options": {k: v for k, v in opts.items() if k != "set"}, "config": config}
     key = stage_key(material)
     n = demos.meta["demos"]
     name = f"train {agent} {_label(setting)} d{n} s{seed}"
     stem = f"{agent}-{_label(setting)}-d{n}-s{seed}"
     output, work = f"checkpoints/{stem}.{key}.pt", f"checkpoints/.partial/{stem}.{key}.pt"
-    argv = ["para-bench", "train", "--agent", agent, "--data", demos.output, "--out", work,
+    argv = ["para-bench", "train", "--agent", model, "--data", demos.output, "--out", work,
             "--seed", str(seed), "--threads", "1", "--batch-size", str(opts["batch_size"]),
             "--lr", repr(opts["lr"]), "--device", opts["device"], "--steps", str(opts["steps"])]
     if opts["max_minutes"] is not None:
@@ -189,7 +191,8 @@ def _eval_stage(spec: ExperimentSpec, agent: str, setting: str, split: str, epis
     from para_bench.envs.control import CONTROL_PATH_VERSION
     from para_bench.types import RECORD_FORMAT_VERSION
 
-    material = {"kind": "evaluate", "agent": agent,
+    model = spec.model_of(agent)
+    material = {"kind": "evaluate", "agent": model,
                 "checkpoint": train.key if train else None,
                 **_plan_material(setting, split, list(spec.tasks), episodes, e["seed"]),
                 "settings": {k: e[k] for k in EVAL_OUTCOME_SETTINGS},
@@ -200,7 +203,7 @@ def _eval_stage(spec: ExperimentSpec, agent: str, setting: str, split: str, epis
     cell = f" d{train.meta['demos']} s{train.meta['train_seed']}" if train else ""
     name = f"eval {agent} {label}/{split}{cell}"
     folder = f"runs/{agent}-{label}{cell.replace(' ', '-')}-{split}.{key}"
-    argv = ["para-bench", "run", "--agent", agent, "--suite", _suite_arg(setting), "--split",
+    argv = ["para-bench", "run", "--agent", model, "--suite", _suite_arg(setting), "--split",
             split, "--tasks", ",".join(spec.tasks), "--episodes", str(episodes), "--seed",
             str(e["seed"]), "--control", e["control"], "--max-steps", str(e["max_steps"]),
             "--action-scale", repr(e["action_scale"]), "--image-size", str(e["image_size"]),
