@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from para_bench.argtypes import positive_int
 from para_bench.envs.physics import PHYSICS_LOOPS
 from para_bench.errors import StartupError
 from para_bench.models.zoo import MODELS
@@ -32,14 +33,6 @@ class UsageError(ValueError):
     """Bad input from the command line."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,13 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--split", default="test")
     run.add_argument("--tasks", default=None,
                      help="comma-separated benchmark/task_id items (default: the suite's)")
-    run.add_argument("--episodes", type=_positive_int, default=None, help="episodes per task")
+    run.add_argument("--episodes", type=positive_int, default=None, help="episodes per task")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--control", choices=CONTROL_MODES, default="servo")
     run.add_argument("--zero-rotation", action="store_true")
-    run.add_argument("--max-steps", type=_positive_int, default=600)
+    run.add_argument("--max-steps", type=positive_int, default=600)
     run.add_argument("--action-scale", type=float, default=1.0)
-    run.add_argument("--image-size", type=_positive_int, default=128)
+    run.add_argument("--image-size", type=positive_int, default=128)
     run.add_argument("--checkpoint", default=None)
     run.add_argument("--no-coverage", action="store_true",
                      help="skip the oracle reference runs behind free-space coverage")
@@ -77,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluate on scenes the checkpoint was trained on (refused "
                           "otherwise; the records say so)")
     run.add_argument("--video", default="none", help="none | all | failures | N (first N)")
-    run.add_argument("--workers", type=_positive_int, default=1,
+    run.add_argument("--workers", type=positive_int, default=1,
                      help="episodes in N worker processes (each its own simulator)")
     run.add_argument("--episode-timeout", type=float, default=None,
                      help="seconds before an episode is killed and recorded as an error")
@@ -94,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--suite", required=True, help="suite name or path to a suite .json")
     col.add_argument("--split", default="train")
     col.add_argument("--tasks", default=None, help="comma-separated benchmark/task_id items")
-    col.add_argument("--episodes", type=_positive_int, default=None, help="episodes per task")
+    col.add_argument("--episodes", type=positive_int, default=None, help="episodes per task")
     col.add_argument("--seed", type=int, default=0)
-    col.add_argument("--image-size", type=_positive_int, default=128)
-    col.add_argument("--max-steps", type=_positive_int, default=600)
+    col.add_argument("--image-size", type=positive_int, default=128)
+    col.add_argument("--max-steps", type=positive_int, default=600)
     col.add_argument("--out", required=True, help="HDF5 file to write (resumes if it exists)")
     col.add_argument("--physics", choices=PHYSICS_LOOPS, default="fast",
                      help="control-step loop: fast (default) or robosuite's own (audits)")
@@ -107,14 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--agent", required=True, help="one of: " + ", ".join(POLICY_NAMES))
     tr.add_argument("--data", required=True, help="HDF5 demos (para-bench collect or LIBERO)")
     tr.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    tr.add_argument("--steps", type=_positive_int, default=None,
+    tr.add_argument("--steps", type=positive_int, default=None,
                     help="optimisation steps (default: the model's train_steps, 2000 or 4000)")
     tr.add_argument("--max-minutes", type=float, default=None,
                     help="stop (and save) after this many minutes")
-    tr.add_argument("--batch-size", type=_positive_int, default=32)
+    tr.add_argument("--batch-size", type=positive_int, default=32)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    tr.add_argument("--threads", type=_positive_int, default=None,
+    tr.add_argument("--threads", type=positive_int, default=None,
                     help="torch CPU threads (default: torch's; use 1 beside running "
                          "simulators: oversubscribed threads make torch 10-100x slower)")
     tr.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,15 @@ if str(ROOT) not in sys.path:  # tests.* helpers import the same way under any p
     sys.path.insert(0, str(ROOT))
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc``)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 @pytest.fixture(scope="session", params=["fast", "robosuite"], ids=lambda p: f"physics={p}")
 def spatial0(request):
     """A real libero_spatial task 0 environment (128 px, depth), shared by the sim tests.

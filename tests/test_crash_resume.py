@@ -23,7 +23,7 @@ import pytest
 
 from para_bench.runner import run_plan
 from tests import crash_run
-from tests.conftest import ROOT
+from tests.conftest import ROOT, process_alive
 from tests.fake_env import make_env
 
 KILLS = 5
@@ -58,14 +58,6 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def _kill_mid_run(out: Path, workers: int, rng: random.Random) -> dict:
     """Starts a resume, waits for a new record plus a random delay, SIGKILLs it."""
     before = len(_lines(out))
@@ -80,9 +72,9 @@ def _kill_mid_run(out: Path, workers: int, rng: random.Random) -> dict:
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before the kill; slow it down"
     deadline = time.monotonic() + 10
-    while any(map(_alive, workers_pids)) and time.monotonic() < deadline:
+    while any(map(process_alive, workers_pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(map(_alive, workers_pids)), "workers outlived their killed parent"
+    assert not any(map(process_alive, workers_pids)), "workers outlived their killed parent"
     return {"delay": delay, "records": len(_lines(out)), "workers": len(workers_pids)}
 
 
@@ -135,6 +127,6 @@ def test_workers_die_with_their_killed_parent(tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait()
     deadline = time.monotonic() + 5
-    while any(map(_alive, workers)) and time.monotonic() < deadline:
+    while any(map(process_alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(map(_alive, workers)), "workers outlived their killed parent"
+    assert not any(map(process_alive, workers)), "workers outlived their killed parent"

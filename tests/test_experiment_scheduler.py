@@ -14,7 +14,7 @@ from pathlib import Path
 
 from para_bench.experiment.scheduler import needed_stages, stage_views
 from para_bench.experiment.state import StageBook
-from tests.conftest import ROOT
+from tests.conftest import ROOT, process_alive
 from tests.fake_experiment import diamond, fake_stage, run, trace
 
 
@@ -141,7 +141,7 @@ def test_sigkill_of_the_experiment_kills_its_stages_and_a_rerun_resumes(tmp_path
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children):  # PR_SET_PDEATHSIG: they die with it
+    while any(process_alive(pid) for pid in children):  # PR_SET_PDEATHSIG: they die with it
         assert time.monotonic() < deadline, "stage processes outlived the experiment"
         time.sleep(0.05)
     # resume with short stages: a and b run again (lost in flight), then c
@@ -152,14 +152,6 @@ def test_sigkill_of_the_experiment_kills_its_stages_and_a_rerun_resumes(tmp_path
     for s in stages[:2]:  # the two stages in flight ran twice, logged in one file each
         assert (tmp_path / s.log).read_text().count("$ python -c") == 2
     assert not list((tmp_path / "stages").glob("*.running.json"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def test_a_collection_torn_by_a_kill_is_repaired_before_it_resumes(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, process_alive
 
 pytestmark = pytest.mark.sim
 SMOKE = ROOT / "experiments" / "smoke.toml"
@@ -49,14 +49,6 @@ def _lines(path: Path) -> list[str]:
         return []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """The smoke experiment, killed once while an evaluation has 1 of 2 records, resumed."""
@@ -79,7 +71,7 @@ def smoke(tmp_path_factory):
     proc.wait()
     pids = [r["pid"] for r in running]
     deadline = time.monotonic() + 15
-    while any(_alive(p) for p in pids):
+    while any(process_alive(p) for p in pids):
         assert time.monotonic() < deadline, "stages outlived the killed experiment"
         time.sleep(0.1)
     resumed = _run("run", out, "--jobs", JOBS)

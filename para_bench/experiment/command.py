@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from para_bench.argtypes import positive_int
+
 __all__ = ["add_parser", "cmd_experiment"]
 
 HELP = """run: collect -> train -> evaluate -> report, resuming where it stopped;
@@ -14,14 +16,6 @@ status: which stages are done, running, left, with an ETA; report: rebuild <out>
 from the records alone."""
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -32,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("file", help="experiment file (TOML), e.g. experiments/para_matrix.toml")
     p.add_argument("--out", default=None,
                    help="experiment folder (default results/experiments/<name>)")
-    p.add_argument("--jobs", type=_count, default=None,
+    p.add_argument("--jobs", type=positive_int, default=None,
                    help="simulators + trainings at once (default: the number of cores)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="stages as local processes, or as tasks on a Ray cluster")
