@@ -23,6 +23,18 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A small local Ray instance (2 CPUs); actors find ``tests.*`` through PYTHONPATH."""
+    import logging
+
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False,
+             logging_level=logging.ERROR, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session", params=["fast", "robosuite"], ids=lambda p: f"physics={p}")
 def spatial0(request):
     """A real libero_spatial task 0 environment (128 px, depth), shared by the sim tests.

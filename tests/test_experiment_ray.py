@@ -12,18 +12,6 @@ from tests.fake_experiment import FAKE_SPEC, fake_stage
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import logging
-
-    from tests.conftest import ROOT
-
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False,
-             logging_level=logging.ERROR, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    yield
-    ray.shutdown()
-
-
 def test_stages_run_on_ray_and_their_outputs_come_back(tmp_path, local_ray):
     stages = [fake_stage("a"), fake_stage("b"), fake_stage("c", ("a", "b")),
               fake_stage("bad", code=4), fake_stage("after_bad", ("bad",))]

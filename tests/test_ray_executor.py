@@ -14,19 +14,6 @@ from tests.fake_env import make_env
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A small local Ray instance; actors find ``tests.*`` through PYTHONPATH."""
-    import logging
-
-    from tests.conftest import ROOT
-
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False,
-             logging_level=logging.ERROR, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    yield
-    ray.shutdown()
-
-
 def _run(out, agent, executor, suite="pos_ood", workers=1, episode_timeout=None):
     plan = get_suite(suite).plan("test", episodes=6)
     cfg = RunConfig(agent=agent, coverage=False, max_steps=40)
