@@ -158,7 +158,7 @@ def test_a_collection_torn_by_a_kill_is_repaired_before_it_resumes(tmp_path):
     import h5py
     import numpy as np
 
-    from para_bench.experiment.scheduler import Scheduler
+    from para_bench.training.collect import repair_demo_file
 
     path = tmp_path / "demos.hdf5"
     with h5py.File(path, "w") as f:
@@ -169,11 +169,11 @@ def test_a_collection_torn_by_a_kill_is_repaired_before_it_resumes(tmp_path):
             g.create_dataset("actions", data=np.zeros((5, 7)))
             if complete:
                 g.create_dataset("camera/extrinsics", data=np.zeros((5, 4, 4)))
-    Scheduler._repair_partial_demos(path)
+    assert repair_demo_file(path)
     with h5py.File(path) as f:
         assert list(f["data"]) == ["demo_0"]  # collect will record episode ep1 again
     path.write_bytes(b"not an hdf5 file")
-    Scheduler._repair_partial_demos(path)
+    assert not repair_demo_file(path)
     assert not path.exists()  # unreadable: the collection starts over
 
 
@@ -198,3 +198,19 @@ def test_a_resumed_stage_costs_its_earlier_attempts_a_restarted_training_does_no
     train = dataclasses.replace(collect, kind="train")
     assert stage_seconds(train, marker) == 30.0
     assert stage_seconds(collect, None) is None
+
+
+def test_progress_is_read_from_the_current_attempt_of_a_stage_only(tmp_path):
+    from para_bench.experiment.progress import stage_progress
+
+    stage = fake_stage("a")
+    log = tmp_path / stage.log
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"\n$ para-bench collect\n 49/50 [01:00<00:01]\n")  # killed at 49/50
+    assert stage_progress(stage, tmp_path) == (49, 50)
+    with open(log, "ab") as f:  # relaunched: its command line, no bar yet
+        f.write(b"\n$ para-bench collect\nloading\n")
+    assert stage_progress(stage, tmp_path) is None
+    with open(log, "ab") as f:
+        f.write(b" 12/50 [00:03<00:09]\n")
+    assert stage_progress(stage, tmp_path) == (12, 50)

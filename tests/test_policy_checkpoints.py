@@ -126,3 +126,51 @@ def test_augmented_shift_moves_pixels_and_intrinsics_together():
     row, col = np.unravel_index(int(out["rgb"][0, 0].argmax()), (S, S))
     assert (round(moved[0]), round(moved[1])) == (col, row) != (u, v)
     assert np.allclose(out["eef_uv"][0].numpy(), moved, atol=1e-4)
+
+
+def _as_older_checkpoint(ckpt, fmt: int, drop: tuple[str, ...]) -> None:
+    payload = torch.load(ckpt, weights_only=True)
+    payload["format"] = fmt
+    for key in drop:
+        payload["config"].pop(key, None)
+    torch.save(payload, ckpt)
+
+
+def test_format_1_para_decodes_heights_at_bin_centres_as_it_did(demos, tmp_path):
+    from para_bench.models import geometry
+    from tests.test_models import make_batch
+
+    ckpt = tmp_path / "old_para.pt"
+    train_policy("para", demos, ckpt, steps=1, batch_size=2,
+                 overrides={**TINY, "coord_channels": True, "context_pos": "absolute",
+                            "context_width": 128, "context_upsample": "bilinear"},
+                 progress=False)
+    assert load_policy(ckpt).height_soft_argmax
+    _as_older_checkpoint(ckpt, 1, ("context_width", "context_upsample"))
+    model = load_policy(ckpt)
+    assert not model.height_soft_argmax
+    c, s = model.config, model.stats
+    centres = geometry.bin_to_value(torch.arange(c.n_height_bins), s.height_lo, s.height_hi,
+                                    c.n_height_bins)
+    z = model.predict(make_batch(c, s, b=2))["xyz"][..., 2].flatten()
+    assert torch.isclose(z[:, None], centres[None].float(), atol=1e-4).any(1).all()
+
+
+def test_early_format_2_checkpoints_keep_their_context_path(demos, tmp_path):
+    ckpt = tmp_path / "early.pt"
+    train_policy("act", demos, ckpt, steps=1, batch_size=2,
+                 overrides={**TINY, "context_width": 128, "context_upsample": "bilinear"},
+                 progress=False)
+    _as_older_checkpoint(ckpt, 2, ("context_width", "context_upsample"))
+    model = load_policy(ckpt)
+    assert (model.config.context_width, model.config.context_upsample) == (128, "bilinear")
+
+
+def test_a_config_that_cannot_decode_is_refused_in_one_line():
+    from para_bench.models.base import PolicyConfig
+
+    for bad, needle in [({"n_gripper_bins": 2}, "n_gripper_bins must be >= 3"),
+                        ({"targets": "future"}, "targets must be one of"),
+                        ({"context_pos": "rope"}, "context_pos must be one of")]:
+        with pytest.raises(ValueError, match=needle):
+            PolicyConfig(**bad)

@@ -72,7 +72,7 @@ def _group(stage: Stage) -> tuple:
 
 def stage_progress(stage: Stage, root: Path) -> tuple[int, int] | None:
     """A running stage's own progress: records written (evaluate) or the last progress bar
-    in its log (collect, train)."""
+    of the current attempt in its log (collect, train)."""
     if stage.kind == "evaluate":
         try:
             with open(root / stage.output / "episodes.jsonl", "rb") as f:
@@ -87,6 +87,9 @@ def stage_progress(stage: Stage, root: Path) -> tuple[int, int] | None:
             tail = f.read()
     except OSError:
         return None
+    header = tail.rfind(b"\n$ ")  # each attempt appends its command line, then its output
+    if header >= 0:
+        tail = tail[header:]
     found = _TQDM.findall(tail)
     return (int(found[-1][0]), int(found[-1][1])) if found else None
 

@@ -139,6 +139,8 @@ class Scheduler:
         self.running: dict[str, _Running] = {}
         self.failed: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
+        #: seconds of attempts retried in this invocation (the retry continues their files)
+        self.carried_s: dict[str, float] = {}
         self.views: dict[str, StageView] = {}
         self.view = LiveView(spec.name, opts.jobs, opts.live)
         from para_bench.runner import _git_sha
@@ -168,11 +170,17 @@ class Scheduler:
                 out.append(s)
         return sorted(out, key=lambda s: launch_priority(s, self.spec))
 
-    def _prepare(self, stage: Stage) -> None:
-        """Puts aside what a previous, different attempt left at the stage's output."""
+    def _prepare(self, stage: Stage) -> bool:
+        """Puts aside what a previous, different attempt left at the stage's output.
+
+        Returns:
+            Whether the stage starts over (nothing of an earlier attempt is continued).
+        """
         out = self.root / stage.output
+        over = False
         if self.views[stage.name].state == "lost" and out.exists():
             self._set_aside(out, "altered")
+            over = True
         if stage.kind == "evaluate" and out.is_dir():
             from para_bench.results.store import RunStore
             from para_bench.runner import file_sha256
@@ -180,40 +188,24 @@ class Scheduler:
             store = RunStore(out)
             if not store.records():  # nothing to resume: start clean
                 shutil.rmtree(out)
+                over = True
             elif stage.deps:  # a run folder is bound to its checkpoint's sha256
                 identity = (store.read_manifest() or {}).get("identity") or {}
                 sha = file_sha256(str(self.root / self.by_name[stage.deps[0]].output))
                 if identity.get("checkpoint_sha256") != sha:  # of a rebuilt checkpoint
                     self._set_aside(out, "other-checkpoint")
+                    over = True
         if stage.kind in ("collect", "subset"):
-            self._repair_partial_demos(self.root / stage.work)
+            from para_bench.training.collect import repair_demo_file
+
+            over = not repair_demo_file(self.root / stage.work) or over
+        return over
 
     def _set_aside(self, path: Path, why: str) -> None:
         i = 1
         while path.with_name(f"{path.name}.{why}-{i}").exists():
             i += 1
         os.replace(path, path.with_name(f"{path.name}.{why}-{i}"))
-
-    @staticmethod
-    def _repair_partial_demos(path: Path) -> None:
-        """Makes a collection interrupted by a kill resumable: a demo torn mid-write (its
-        group and attributes written, not its last dataset) is dropped, so ``collect``
-        records that episode again instead of counting it as done; a file HDF5 cannot
-        open is started over."""
-        if not path.exists():
-            return
-        import h5py
-
-        try:
-            with h5py.File(path, "a") as f:
-                data = f.get("data", {})
-                for name in list(data):
-                    g = data[name]
-                    last = g.get("camera/extrinsics")  # collect writes it last
-                    if last is None or len(last) != g.attrs.get("num_samples", -1):
-                        del data[name]
-        except Exception:  # noqa: BLE001 - any failure to read or repair: start over
-            path.unlink()
 
     # -- launching -----------------------------------------------------------------------------
 
@@ -233,11 +225,12 @@ class Scheduler:
             self._launch(stage, slots)
 
     def _launch(self, stage: Stage, slots: int) -> None:
-        self._prepare(stage)
+        started_over = self._prepare(stage)
         argv = list(stage.argv)
         if stage.kind == "evaluate":
             argv += ["--workers", str(slots)]
-        stale = self._stale_running(stage)
+        carried = self.carried_s.pop(stage.name, 0.0)
+        stale = 0.0 if started_over else self._stale_running(stage) + carried
         if self.opts.executor == "ray":
             inputs = [self.by_name[d].output for d in stage.deps]
             if stage.kind == "evaluate":
@@ -342,6 +335,7 @@ class Scheduler:
             return
         self.book.clear_running(stage)
         if code < 0 and run.attempt < 2:  # killed by a signal (OOM, segfault): once more
+            self.carried_s[stage.name] = now - run.started + run.earlier_s
             v.state = "todo"
             self._event_line(f"retry    {stage.name}: {why}")
             return

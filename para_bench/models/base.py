@@ -102,6 +102,19 @@ class PolicyConfig:
     augment_shift: int = 6
     augment_color: float = 0.1
 
+    def __post_init__(self) -> None:
+        from para_bench.models.sample import TARGET_KINDS
+
+        choices = {"targets": TARGET_KINDS, "context_pos": ("absolute", "relative"),
+                   "context_upsample": ("nearest", "bilinear")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.n_gripper_bins < 3:  # the decoded command needs a bin nearest each of -1, 0, 1
+            raise ValueError(f"n_gripper_bins must be >= 3 (open, hold, close), "
+                             f"got {self.n_gripper_bins}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -130,6 +143,10 @@ class PolicyModel(nn.Module):
     def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Decoded predictions: ``xyz``, ``gripper``, ``rot`` and optionally ``uv``."""
         raise NotImplementedError
+
+    def decode_as_format(self, checkpoint_format: int) -> None:
+        """Decodes as the code that wrote a checkpoint of this format did (models whose
+        decoding changed since override it)."""
 
     # helpers every model uses -------------------------------------------------------
     def heights(self, device: torch.device | None = None) -> torch.Tensor:

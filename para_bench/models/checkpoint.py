@@ -100,14 +100,24 @@ def load_policy(path: str | Path, expect: str | None = None,
                               f"{expect}; use --agent {payload['model']}")
     cls = load_model_class(payload["model"])
     config = dict(payload["config"])
-    if payload.get("format", 1) < 2:
+    fmt = payload.get("format", 1)
+    if fmt < 2:
         config = {**FORMAT_1_DEFAULTS, **config}
-    model = cls(cls.config_class.from_dict(config), DatasetStats.from_dict(payload["stats"]))
+    elif "context_width" not in config:  # early format-2 files: the context path as before
+        config = {**config, "context_width": 128, "context_upsample": "bilinear"}
+    try:
+        model = cls(cls.config_class.from_dict(config),
+                    DatasetStats.from_dict(payload["stats"]))
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path}: {e}") from None
+    model.decode_as_format(fmt)
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as e:
+    except RuntimeError as e:  # torch: a header line, then one line per mismatch
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = (lines[1] if len(lines) > 1 else lines[0] if lines else "")[:200]
         raise CheckpointError(f"checkpoint {path}: weights do not fit the {payload['model']} "
-                              f"model ({str(e).splitlines()[0][:160]})") from None
+                              f"model ({why})") from None
     model.train_info = dict(payload.get("train") or {})
     return model.to(device).eval()
 

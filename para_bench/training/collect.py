@@ -89,13 +89,38 @@ def _write_demo(data: Any, name: str, demo: dict[str, Any], spec: EpisodeSpec) -
     g.attrs["complete"] = True  # last: a demo torn by a kill lacks it
 
 
-def _is_complete(g: Any) -> bool:
+def demo_is_complete(g: Any) -> bool:
     """Whether a demo group was written to the end (files from before the ``complete``
     marker: its last dataset is whole)."""
     if "complete" in g.attrs:
         return bool(g.attrs["complete"])
     last = g.get("camera/extrinsics")
     return last is not None and len(last) == g.attrs.get("num_samples", -1)
+
+
+def repair_demo_file(path: str | Path) -> bool:
+    """Makes a collection file interrupted by a kill resumable (the experiment's work file).
+
+    A demo torn mid-write is dropped, so :func:`collect` records that episode again; a
+    file HDF5 cannot open is deleted (the collection starts over).
+
+    Returns:
+        Whether a file is left to continue.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "a") as f:
+            data = f.get("data", {})
+            for name in [n for n, g in data.items() if not demo_is_complete(g)]:
+                del data[name]
+    except Exception:  # noqa: BLE001 - any failure to read or repair: start over
+        path.unlink()
+        return False
+    return True
 
 
 def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
@@ -137,7 +162,7 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
                                                    "control": control,
                                                    "physics": physics,
                                                    "render_quality": quality})})
-        for name in [n for n, g in data.items() if not _is_complete(g)]:
+        for name in [n for n, g in data.items() if not demo_is_complete(g)]:
             del data[name]  # torn by a kill: collected again below
         done = {g.attrs["episode_id"] for g in data.values()}
         failed_ids = set(json.loads(data.attrs.get("failed_episode_ids", "[]")))

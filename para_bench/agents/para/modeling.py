@@ -67,6 +67,8 @@ class ParaPolicy(PolicyModel):
 
     def __init__(self, config: ParaConfig, stats: DatasetStats) -> None:
         super().__init__(config, stats)
+        #: decode heights with a soft-argmax around the argmax bin (format-2 checkpoints)
+        self.height_soft_argmax = True
         c, d = config, config.dim
         self.backbone = build_backbone(c)
         self.keypoint = nn.Parameter(torch.randn(d) * 0.02)
@@ -87,6 +89,10 @@ class ParaPolicy(PolicyModel):
         self.step_head = StepHead(d, c.head_layers, c.heads, c.n_gripper_bins, c.n_rot_bins)
 
     # ------------------------------------------------------------------ network parts
+    def decode_as_format(self, checkpoint_format: int) -> None:
+        """Format-1 checkpoints decoded heights as the argmax bin's centre."""
+        self.height_soft_argmax = checkpoint_format >= 2
+
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Conditioned, refined feature map (B, D, grid, grid)."""
         c = self.config
@@ -190,7 +196,11 @@ class ParaPolicy(PolicyModel):
             uv = neighbourhood_soft_argmax(sl.reshape(b * w, g, g), coords).view(b, w, 2)
             col = torch.gather(vol.flatten(3), 3,
                                cell[..., None, None].expand(-1, -1, c.n_height_bins, 1))
-            h = self.refine_height(col[..., 0])
+            if self.height_soft_argmax:
+                h = self.refine_height(col[..., 0])
+            else:  # format-1 checkpoints: the argmax bin's centre height
+                h = geometry.bin_to_value(hbin, self.stats.height_lo, self.stats.height_hi,
+                                          c.n_height_bins)
             xyz = geometry.ray_at_height(uv, h, batch["intrinsics"], batch["extrinsics"])
         g_logits, r_logits = self.step_logits(feats, cell, hbin)
         return {"xyz": xyz, "uv": uv, "gripper": self.decode_gripper(g_logits.argmax(-1)),
