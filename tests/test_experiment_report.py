@@ -35,7 +35,7 @@ def outcome(agent: str, setting: str, seed: int | None, i: int) -> tuple[bool, s
     return i % 3 == 0 and seed == 0, "ok"
 
 
-def _fill(root, stages, skip=()):
+def _fill(root, stages, skip=(), unfinished=()):
     book = StageBook(root)
     for s in stages:
         if s.kind != "evaluate" or s.name in skip:
@@ -51,7 +51,8 @@ def _fill(root, stages, skip=()):
                 agent=m["agent"], status=status, success=ok and status == "ok", steps=10 + i,
                 metrics={"jerk": 1.0 + i, "coverage": 0.5, "stage": "placed" if ok else "none",
                          **{f"spec_{k}": v for k, v in spec.extra.items()}}))
-        book.write_done(s, {"duration_s": 1.0, "finished": "t"})
+        if s.name not in unfinished:
+            book.write_done(s, {"duration_s": 1.0, "finished": "t"})
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,15 @@ def test_unfinished_stages_are_marked_partial(tmp_path):
     assert re.search(r"\| - \* \|$", act), act  # no records yet, stage not done
     assert "Every learned model is at 0%" not in md
     assert "not done" in md.split("### Wall time per stage")[1]
+
+
+def test_an_unfinished_oracle_row_proves_nothing_yet(tmp_path):
+    spec = parse_experiment({**SPEC, "train_seeds": [0]})
+    stages = expand(spec)
+    oracle = {s.name for s in stages if s.meta.get("agent") == "oracle"}
+    _fill(tmp_path, stages, unfinished=oracle)
+    reading = write_report(spec, stages, tmp_path).read_text().split("### Plain reading")[1]
+    assert "so far (unfinished)" in reading and "solvable" not in reading.split("###")[0]
 
 
 def test_stratified_bootstrap_and_independent_difference():
