@@ -214,3 +214,20 @@ def test_progress_is_read_from_the_current_attempt_of_a_stage_only(tmp_path):
     with open(log, "ab") as f:
         f.write(b" 12/50 [00:03<00:09]\n")
     assert stage_progress(stage, tmp_path) == (12, 50)
+
+
+def test_finished_stages_of_another_folder_are_reused_not_run_again(tmp_path):
+    from para_bench.experiment.run import _adopt
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run(first, diamond(), jobs=2)[0] == 0
+    stages = diamond() + [fake_stage("d", ("c",))]  # one stage more than the first folder
+    adopted = _adopt(stages, second, (first,))
+    assert sorted(adopted) == ["demos a", "demos b", "demos c"]
+    assert run(second, stages, jobs=2)[0] == 0
+    assert [name for ev, name, *_ in trace(second) if ev == "start"] == ["d"]
+    book = StageBook(second)
+    for s in stages[:3]:
+        assert book.state(s) == "done"
+        assert book.marker(s)["reused_from"] == str(first.resolve())
+    assert _adopt(stages, second, (first,)) == {}  # nothing left to take

@@ -34,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="Ray cluster to join (e.g. auto); default: a local Ray instance")
     p.add_argument("--train-gpus", type=float, default=0.0,
                    help="GPUs per training (Ray); trainings then use --device cuda")
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="another experiment folder whose finished stages with the same "
+                   "inputs (demos, checkpoints, runs) are copied instead of run again "
+                   "(repeatable)")
     p.add_argument("--quiet", action="store_true", help="no live view")
     return p
 
@@ -69,8 +73,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     # on Ray without --jobs: the cluster's CPUs (known once connected)
     jobs = args.jobs or (0 if args.executor == "ray" else os.cpu_count() or 1)
+    for folder in args.reuse:
+        if not (Path(folder) / "stages").is_dir():
+            raise ValueError(f"--reuse {folder}: not an experiment folder (no stages/)")
     opts = RunOptions(jobs=jobs, executor=args.executor, train_gpus=args.train_gpus,
-                      ray_address=args.ray_address, live=not args.quiet)
+                      ray_address=args.ray_address, live=not args.quiet,
+                      reuse=tuple(Path(f) for f in args.reuse))
     for note in spec.notes:
         print(f"note: {note}", file=sys.stderr)
     return run_experiment(spec, stages, out, opts)

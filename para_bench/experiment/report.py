@@ -253,7 +253,8 @@ class Report:
             total += (m.get("duration_s") or 0) + (m.get("earlier_attempts_s") or 0)
             earlier = m.get("earlier_attempts_s") or 0
             dur = fmt_seconds(m.get("duration_s")) + \
-                (f" (+{fmt_seconds(earlier)} interrupted)" if earlier else "")
+                (f" (+{fmt_seconds(earlier)} interrupted)" if earlier else "") + \
+                (f" (reused from {m['reused_from']})" if m.get("reused_from") else "")
             rows.append([s.name, dur, str(m.get("attempts", 1)), str(m.get("finished")),
                          str(m.get("git_sha") or "-")[:10], "yes" if m.get("rebuilt") else ""])
             for r in m.get("rebuilt", []):

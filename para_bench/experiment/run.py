@@ -72,6 +72,8 @@ def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
         write_json_atomic(meta_path, meta)
         if os.path.isfile(spec.path):
             shutil.copyfile(spec.path, root / "experiment.toml")
+        adopted = _adopt(stages, root, opts.reuse)
+        inv["reused"] = adopted
         if opts.executor == "ray":
             _init_ray(opts)
         inv["jobs"] = opts.jobs
@@ -102,6 +104,24 @@ def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
                       f"{root / sched.by_name[name].log}", file=sys.stderr)
         print(f"report: {report}")
         return code
+
+
+def _adopt(stages: list[Stage], root: Path, sources: tuple[Path, ...]) -> dict[str, str]:
+    """Copies the stages finished in other experiment folders (same name and key: the
+    same inputs) instead of running them again; returns stage name -> source folder."""
+    from para_bench.experiment.state import StageBook
+
+    book, adopted = StageBook(root), {}
+    for source in sources:
+        if Path(source).resolve() == root.resolve():
+            continue
+        for stage in stages:
+            if stage.name not in adopted and book.adopt(stage, Path(source)):
+                adopted[stage.name] = str(source)
+    if sources:
+        print(f"reused {len(adopted)} finished stage(s) from {', '.join(map(str, sources))}",
+              file=sys.stderr)
+    return adopted
 
 
 def _init_ray(opts: RunOptions) -> None:

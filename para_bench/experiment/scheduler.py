@@ -45,14 +45,15 @@ HEARTBEAT_S = 30.0
 @dataclass
 class RunOptions:
     """How to run: ``jobs`` slots (0 on Ray: the cluster's CPUs), ``executor`` (``local``
-    or ``ray``), GPUs per training on Ray, the Ray address, and whether to draw the live
-    view."""
+    or ``ray``), GPUs per training on Ray, the Ray address, whether to draw the live
+    view, and experiment folders whose finished stages this run may copy (``reuse``)."""
 
     jobs: int
     executor: str = "local"
     train_gpus: float = 0.0
     ray_address: str | None = None
     live: bool = True
+    reuse: tuple[Path, ...] = ()
 
 
 def _now_iso() -> str:

@@ -211,6 +211,36 @@ class StageBook:
         return read_json(self.dir / f"{stage.stem}.train.json") or \
             read_json(self.root / (stage.output[:-len(".pt")] + ".train.json"))
 
+    def adopt(self, stage: Stage, source: Path) -> bool:
+        """Copies ``stage``'s finished output from another experiment folder (the same
+        stage: same name and key, so the same inputs) and marks it done here, with
+        ``reused_from``. Returns False (and does nothing) unless the stage is to do here
+        and done there."""
+        import shutil
+
+        other = StageBook(source)
+        m = other.marker(stage)
+        if self.state(stage) != "todo" or m is None or other.state(stage) != "done":
+            return False
+        src, dst = other.root / stage.output, self.root / stage.output
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+        for side in stage.side_files():  # moved next to the output when it finished
+            name = Path(side).name
+            if (src.parent / name).exists():
+                shutil.copy2(src.parent / name, dst.parent / name)
+        summary = other.dir / f"{stage.stem}.train.json"
+        if summary.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(summary, self.dir / summary.name)
+        st = _output_file(stage, self.root).stat()
+        write_json_atomic(self.done_path(stage), {
+            **m, "mtime_ns": st.st_mtime_ns, "reused_from": str(Path(source).resolve())})
+        return True
+
     def all_markers(self) -> list[dict]:
         """Every done marker in the folder (also of stages no longer in the file)."""
         out = []
