@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="optimisation steps (default: the model's train_steps, 2000 or 4000)")
     tr.add_argument("--max-minutes", type=float, default=None,
                     help="stop (and save) after this many minutes")
+    tr.add_argument("--no-resume", action="store_true",
+                    help="start over even if an interrupted run of this training left a "
+                    "resume state (<out>.resume.pt)")
     tr.add_argument("--batch-size", type=positive_int, default=32)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -290,7 +293,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train_policy(args.agent, args.data, args.out, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, device=args.device,
                            seed=args.seed, overrides=overrides, max_minutes=args.max_minutes,
-                           progress=not args.quiet, camera_task=args.camera_from_task)
+                           progress=not args.quiet, camera_task=args.camera_from_task,
+                           resume=not args.no_resume)
     metrics = {k: v for k, v in summary.items() if k.startswith("val_")}
     early = " (interrupted)" if summary.get("interrupted") else ""
     print(f"{args.agent}: {summary['steps']} steps{early} in {summary['train_minutes']} min; "

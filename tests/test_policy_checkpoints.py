@@ -174,3 +174,39 @@ def test_a_config_that_cannot_decode_is_refused_in_one_line():
                         ({"context_pos": "rope"}, "context_pos must be one of")]:
         with pytest.raises(ValueError, match=needle):
             PolicyConfig(**bad)
+
+
+def test_a_killed_training_resumes_to_the_same_checkpoint_bytes(demos, tmp_path, monkeypatch):
+    from para_bench.models.zoo import load_model_class
+    from para_bench.training.resume import resume_path
+
+    whole = tmp_path / "whole.pt"
+    train_policy("para", demos, whole, steps=6, batch_size=2, overrides=TINY, val_every=2,
+                 progress=False)
+    assert not resume_path(whole).exists()  # removed once the training completed
+
+    cls = load_model_class("para")
+    real_loss, calls = cls.loss, []
+
+    def dies_at_step_5(self, batch):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("killed")
+        return real_loss(self, batch)
+
+    killed = tmp_path / "killed.pt"
+    with monkeypatch.context() as m:
+        m.setattr(cls, "loss", dies_at_step_5)
+        with pytest.raises(RuntimeError, match="killed"):
+            train_policy("para", demos, killed, steps=6, batch_size=2, overrides=TINY,
+                         val_every=2, progress=False)
+    assert torch.load(resume_path(killed), weights_only=False)["step"] == 4
+    summary = train_policy("para", demos, killed, steps=6, batch_size=2, overrides=TINY,
+                           val_every=2, progress=False)
+    assert summary["resumed_from_step"] == 4
+    assert _sha(killed) == _sha(whole)
+    assert not resume_path(killed).exists()
+    # another training of the same output (other seed) does not take that state
+    train_policy("para", demos, killed, steps=6, batch_size=2, overrides=TINY, val_every=2,
+                 seed=1, progress=False)
+    assert _sha(killed) != _sha(whole)

@@ -53,13 +53,12 @@ def units(stage: Stage) -> float:
 
 
 def stage_seconds(stage: Stage, marker: dict[str, Any] | None) -> float | None:
-    """Seconds a done stage's output took: its last attempt, plus the interrupted earlier
-    ones for a collection or evaluation (they continue their files; a training starts
-    over, so its earlier attempts are not part of what it cost)."""
+    """Seconds a done stage's output took: its last attempt plus the interrupted earlier
+    ones it continued (collections and evaluations continue their files, trainings their
+    last validation)."""
     if not marker or marker.get("duration_s") is None:
         return None
-    earlier = 0.0 if stage.kind == "train" else marker.get("earlier_attempts_s") or 0.0
-    return float(marker["duration_s"]) + float(earlier)
+    return float(marker["duration_s"]) + float(marker.get("earlier_attempts_s") or 0.0)
 
 
 def _group(stage: Stage) -> tuple:

@@ -14,7 +14,7 @@ A stage that fails (non-zero exit, or an output that does not check out) is retr
 when a signal killed it, else marked failed; stages that need it are blocked, the others
 go on, and the command exits 1 naming the logs. Killing the experiment (even ``kill -9``)
 kills its children; rerunning the same command resumes: finished stages are skipped,
-``collect`` and ``run`` continue their own files, a training restarts.
+``collect`` and ``run`` continue their own files, ``train`` its last validation.
 """
 
 from __future__ import annotations
@@ -278,8 +278,7 @@ class Scheduler:
         v = self.views[run.stage.name]
         v.progress = stage_progress(run.stage, self.root)
         if run.progress_start is None and v.progress is not None:
-            # a training starts over; collections and evaluations continue their files
-            run.progress_start = 0 if run.stage.kind == "train" else v.progress[0]
+            run.progress_start = v.progress[0]  # a resumed stage starts part-way
         v.progress_start = run.progress_start
         return run.progress_start
 

@@ -5,9 +5,10 @@ Straight-line loop: the demos are read into memory and pre-built into tensors
 held out, dataset statistics come from the rest and go into the checkpoint. Batches are
 gathered by tensor indexing and augmented (random shift + colour jitter, the config's
 ``augment_*`` fields). AdamW with a short warm-up and cosine decay; the checkpoint is
-rewritten (atomically) at every validation, so a killed run keeps its last one; Ctrl-C or
-``max_minutes`` ends training early with a final validation and checkpoint
-(``interrupted`` in the summary). Next to ``<out>.pt`` it writes ``<out>.train.json``
+rewritten (atomically) at every validation, so a killed run keeps its last one, with a
+resume state from which the same training run again continues
+(:mod:`~para_bench.training.resume`); Ctrl-C or ``max_minutes`` ends training early with
+a final validation and checkpoint (``interrupted`` in the summary). Next to ``<out>.pt`` it writes ``<out>.train.json``
 (config, stats, open-loop validation metrics, the loss curve, timings), ``<out>.loss.png``
 and ``<out>.overlay.png`` (predicted vs reference trajectory on three validation demos).
 
@@ -42,10 +43,16 @@ from para_bench.training.dataset import (
     compute_stats,
     demo_scene_ids,
 )
+from para_bench.training.resume import (
+    fingerprint,
+    load_resume_state,
+    resume_path,
+    save_resume_state,
+)
 
 #: train-info keys that hold wall-clock values: written to ``.train.json`` only, never into
 #: the checkpoint (which must be bit-identical for the same data and seed)
-TIMING_KEYS = ("train_minutes", "steps_per_s", "build_s")
+TIMING_KEYS = ("train_minutes", "steps_per_s", "build_s", "resumed_from_step")
 
 
 @torch.no_grad()
@@ -79,11 +86,13 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
                  batch_size: int = 32, lr: float = 1e-3, device: str = "cpu", seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_minutes: float | None = None,
                  val_every: int = 500, progress: bool = True,
-                 camera_task: str | None = None) -> dict[str, Any]:
+                 camera_task: str | None = None, resume: bool = True) -> dict[str, Any]:
     """Trains ``model_name`` on the demos in ``data`` and writes the checkpoint ``out``.
 
     ``camera_task`` (``benchmark/id``) supplies the camera for demo files that carry none
-    (LIBERO's own): the task's default agent view.
+    (LIBERO's own): the task's default agent view. With ``resume`` (default), a training
+    of the same inputs that was interrupted continues from its last validation
+    (:mod:`para_bench.training.resume`).
 
     Returns:
         The training summary also written to ``<out>.train.json``.
@@ -142,15 +151,38 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
     curve: list[dict[str, float]] = []
     t0 = time.time()
     train_s = 0.0  # seconds spent in training steps (validation excluded)
-    bar = tqdm(total=steps, unit="step", disable=not progress, dynamic_ncols=True)
+    state_path = resume_path(out)
+    print_ = fingerprint(model_name, data, config.to_dict(), steps, batch_size, lr, seed,
+                         device)
+    first = 1
+    state = load_resume_state(state_path, print_) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"]
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        curve, train_s, t0 = state["curve"], state["train_s"], t0 - state["elapsed_s"]
+        first = state["step"] + 1
+        info["resumed_from_step"] = state["step"]
+    bar = tqdm(total=steps, initial=first - 1, unit="step", disable=not progress,
+               dynamic_ncols=True)
 
     def validate_and_save(step: int) -> None:
         info.update(steps=step, **evaluate_open_loop(model, val_ds, dev))
         save_checkpoint(out, model, {k: v for k, v in info.items() if k not in TIMING_KEYS})
+        if step < steps:
+            save_resume_state(state_path, {
+                "fingerprint": print_, "step": step, "model": model.state_dict(),
+                "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "rng": rng.bit_generator.state, "gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "curve": curve, "train_s": train_s,
+                "elapsed_s": time.time() - t0})
 
-    done, info["interrupted"] = 0, False
+    done, info["interrupted"] = first - 1, False
     try:
-        for step in range(1, steps + 1):
+        for step in range(first, steps + 1):
             t_step = time.perf_counter()
             idx = torch.from_numpy(rng.integers(len(train_ds), size=batch_size))
             batch = train_ds.batch(idx, augment, gen, dev)
@@ -180,6 +212,8 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
     info.update(train_minutes=round((time.time() - t0) / 60, 2), build_s=round(build_s, 1),
                 steps_per_s=round(done / max(train_s, 1e-9), 2))
     validate_and_save(done)
+    if done == steps:
+        state_path.unlink(missing_ok=True)
     summary = {**info, "config": config.to_dict(), "stats": stats.to_dict(), "curve": curve}
     out.with_suffix(".train.json").write_text(json.dumps(summary, indent=1))
     _plot_curve(curve, out.with_suffix(".loss.png"))
