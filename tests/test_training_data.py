@@ -184,7 +184,7 @@ def test_training_stops_early_and_keeps_a_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ACTPolicy, "loss", loss_then_ctrl_c)
     summary = train_policy("act", data, ckpt, steps=50, batch_size=2, overrides=tiny,
-                           progress=False)
+                           progress=False, resume=False)  # not from the first run's step 1
     assert summary["steps"] == 3 and summary["interrupted"]
     assert load_policy(ckpt, expect="act").config.dim == 16
     assert ckpt.with_suffix(".train.json").is_file() and ckpt.with_suffix(".loss.png").is_file()

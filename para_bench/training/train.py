@@ -8,9 +8,10 @@ gathered by tensor indexing and augmented (random shift + colour jitter, the con
 rewritten (atomically) at every validation, so a killed run keeps its last one, with a
 resume state from which the same training run again continues
 (:mod:`~para_bench.training.resume`); Ctrl-C or ``max_minutes`` ends training early with
-a final validation and checkpoint (``interrupted`` in the summary). Next to ``<out>.pt`` it writes ``<out>.train.json``
-(config, stats, open-loop validation metrics, the loss curve, timings), ``<out>.loss.png``
-and ``<out>.overlay.png`` (predicted vs reference trajectory on three validation demos).
+a final validation and checkpoint (``interrupted`` in the summary). Next to ``<out>.pt``
+it writes ``<out>.train.json`` (config, stats, open-loop validation metrics, the loss
+curve, timings), ``<out>.loss.png`` and ``<out>.overlay.png`` (predicted vs reference
+trajectory on three validation demos).
 
 Deterministic: the same data, seed and settings (one thread) give a bit-identical
 checkpoint file; wall-clock values (minutes, steps per second) go only into the
