@@ -30,6 +30,8 @@ def test_wilson_extremes_by_hand():
     low, high = wilson_interval(10, 10)
     assert low == pytest.approx(0.722460, abs=1e-6)
     assert high == 1.0
+    for n in range(1, 200):  # exactly, whatever the rounding (48/48 once gave 1 - 1e-16)
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
 
 
 def test_wilson_interior_and_empty():

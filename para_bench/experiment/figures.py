@@ -69,6 +69,12 @@ def matrix_png(r: Report, path: Path) -> str:
     return _save(fig, path)
 
 
+def _below(upper: float, lower: float) -> float:
+    """An error-bar length ``upper - lower``, never negative (an interval bound can differ
+    from the rate by rounding when all episodes succeed or fail)."""
+    return max(0.0, upper - lower)
+
+
 def bars_png(r: Report, path: Path) -> str:
     plt = _plt()
     d = max(r.spec.demos)
@@ -83,8 +89,8 @@ def bars_png(r: Report, path: Path) -> str:
             if c.n:
                 xs.append(j + (i - (len(rows) - 1) / 2) * width)
                 ys.append(100 * c.rate)
-                lo.append(100 * (c.rate - c.lo))
-                hi.append(100 * (c.hi - c.rate))
+                lo.append(_below(100 * c.rate, 100 * c.lo))
+                hi.append(_below(100 * c.hi, 100 * c.rate))
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=a, color=colors(i % 10))
     ax.set_xticks(range(len(settings)), settings)
     ax.set_ylim(0, 105)
@@ -123,8 +129,8 @@ def perturbation_png(r: Report, path: Path) -> str | None:
             n = [int((g[col] == x).sum()) for x in xs]
             rate = [100 * ki / ni for ki, ni in zip(k, n, strict=True)]
             ci = [wilson_interval(ki, ni) for ki, ni in zip(k, n, strict=True)]
-            err = [[ra - 100 * c[0] for ra, c in zip(rate, ci, strict=True)],
-                   [100 * c[1] - ra for ra, c in zip(rate, ci, strict=True)]]
+            err = [[_below(ra, 100 * c[0]) for ra, c in zip(rate, ci, strict=True)],
+                   [_below(100 * c[1], ra) for ra, c in zip(rate, ci, strict=True)]]
             ax.errorbar([x + dodge for x in xs], rate, yerr=err, marker="o", ms=3, capsize=2,
                         lw=1, label=a,
                         color=colors(i % 10))
@@ -175,7 +181,8 @@ def demos_png(r: Report, path: Path) -> str | None:
                 continue
             xs = [d for d, _ in pts]
             ys = [100 * c.rate for _, c in pts]
-            err = [[100 * (c.rate - c.lo) for _, c in pts], [100 * (c.hi - c.rate) for _, c in pts]]
+            err = [[_below(100 * c.rate, 100 * c.lo) for _, c in pts],
+                   [_below(100 * c.hi, 100 * c.rate) for _, c in pts]]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=a)
         ax.set_xlabel("demos")
         ax.set_ylabel("success % (95% CI)")
