@@ -107,6 +107,29 @@ def test_samples_carry_projected_setpoints_ahead_by_stride(tmp_path):
     assert b["target_gripper"][0].tolist() == d.actions[[4, 6, 8], 6].tolist()
 
 
+def test_history_dropout_replaces_past_frames_with_the_current_one_in_training_only(tmp_path):
+    from para_bench.agents.ar.configuration import ARConfig
+    from para_bench.training.augment import Augment
+
+    path = tmp_path / "libero.hdf5"
+    _write_libero_file(path, n_demos=1, t=40)
+    d = DemoData(path, camera=_camera()).demos[0]
+    config = ARConfig(image_size=S, grid=8, n_window=3, stride=2, history=2, n_exec=2,
+                      history_dropout=0.5)
+    ds = TrainingFrames([d], config, compute_stats([d], config))
+    idx = list(range(10, 40))
+    plain = ds.batch(idx)  # validation: never dropped
+    assert not torch.equal(plain["history_uv"][:, 0], plain["eef_uv"])
+    gen = torch.Generator().manual_seed(0)
+    b = ds.batch(idx, Augment(shift=0), gen)
+    same = (b["history_xyz"][:, 0] == b["eef_pos"]).all(-1)
+    assert 0 < int(same.sum()) < len(idx)  # some dropped, some kept
+    assert torch.equal(b["history_rgb"][same, 0], b["history_rgb"][same, 1])
+    assert torch.equal(b["history_xyz"][~same], plain["history_xyz"][~same])
+    with pytest.raises(ValueError, match="history_dropout"):
+        ARConfig(history_dropout=1.0)
+
+
 def test_rotation_code_round_trips_along_its_axis():
     rng = np.random.default_rng(1)
     angles = np.linspace(-0.4, 0.4, 50)

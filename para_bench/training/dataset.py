@@ -268,6 +268,10 @@ class TrainingFrames:
         b["rgb"] = self.rgb[idx]
         if self.config.history > 1:
             hist = self.history[idx]
+            drop = getattr(self.config, "history_dropout", 0.0)
+            if augment is not None and drop > 0:  # training only (see ARConfig)
+                mask = torch.rand(len(idx), generator=generator) < drop
+                hist = torch.where(mask[:, None], idx[:, None].expand_as(hist), hist)
             b["history_rgb"] = self.rgb[hist]
             b["history_uv"] = self.fields["eef_uv"][hist]
             b["history_xyz"] = self.fields["eef_pos"][hist]
