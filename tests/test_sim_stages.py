@@ -17,6 +17,8 @@ pytestmark = pytest.mark.sim
     ("pos_ood", "test", "libero_spatial/0", 2),     # bowls grasped by the rim
     ("in_dist", "train", "libero_spatial/0", 1),    # a sampled scene
     ("in_dist", "test", "libero_object/0", 1),      # a narrow object grasped at its centre
+    # init state 1: the hand would come down on the tomato sauce beside the cream cheese
+    ("in_dist", "test", "libero_object/1", 2),
 ])
 def test_every_oracle_success_passes_through_every_stage(suite, split, task, episodes):
     plan = get_suite(suite).plan(split, tasks=[task], episodes=episodes)

@@ -8,14 +8,15 @@ with ``Y`` an object or an object's region (``basket_1_contain_region``) — eve
 libero_spatial and libero_object task.
 
 Grasp: objects narrower than the gripper opening are grasped at their centre, closing
-across their narrow side; wider ones (bowls, ramekins) by the rim, fingers half closed,
+across their narrow side (shifted along the long side where the hand would come down on a
+taller neighbour); wider ones (bowls, ramekins) by the rim, fingers half closed,
 one finger inside, on the side with the most free space that keeps the EEF within reach
 (and, in a drawer, across the drawer); a tilted bowl is grasped at its rim's height on
 that side. Carry: at the lowest height that clears what lies between object and target.
 Place: the object's body over the target's body, released just above its top.
 
 Recovery: a descent that stops short (blocked) or a lift that leaves the object behind
-marks that rim side as failed and re-plans; an object that slips out while carried, or
+marks that rim side (or centre shift) as failed and re-plans; an object that slips out while carried, or
 is released somewhere that does not satisfy the goal, is grasped again. A motion that
 stops making progress (workspace edge, a sagging load) counts as done. The grasp plan is
 recomputed from the current poses at every call until the object is grasped.
@@ -56,6 +57,13 @@ DROP_TOL = 0.03  # metres the object may shift in the fingers before it counts a
 ROBOT_BASE_XY = (-0.66, 0.0)  # the Panda's mount on LIBERO's tables, world frame, metres
 REACH_XY = 0.78  # metres from the mount the EEF reaches comfortably at carrying heights
 CONTAINED_PENALTY = 0.05  # side-choice penalty (metres) for closing along a drawer's pull
+# the Panda hand's collision box in the grip site's frame (robosuite's model, measured):
+HAND_HALF_SPAN = 0.105  # metres: half-width along the fingers' closing axis
+HAND_HALF_DEPTH = 0.032  # metres: half-depth across that axis
+HAND_HEIGHT = 0.026  # metres from the grip site (the finger pads) up to the hand's body
+HAND_MARGIN = 0.01  # metres of horizontal gap the hand keeps from a taller neighbour
+CENTRE_SHIFTS = (0.0, -0.015, 0.015, -0.025, 0.025)  # metres along a centre grasp's long side
+CENTRE_EDGE = 0.015  # metres a shifted centre grasp stays in from the object's end
 REACH_WEIGHT = 3.0  # side-choice penalty per metre beyond REACH_XY (clearances are in metres)
 
 
@@ -80,7 +88,8 @@ class OracleAgent(BaseAgent):
         self.wait = 0
         self.start_rot: np.ndarray | None = None
         self.grasp: dict[str, Any] | None = None
-        self.failed_sides: set[tuple[int, int]] = set()  # rim sides that did not work
+        # grasps that did not work: rim sides (direction) and centre shifts ("centre", m)
+        self.failed_sides: set[tuple] = set()
         self.last_dist: float | None = None  # distance to the phase's goal at its last chunk
         self.held = np.zeros(3)  # EEF relative to the object when it was lifted, metres
         self.carry_z = 0.0  # EEF height for the carry, metres
@@ -107,16 +116,13 @@ class OracleAgent(BaseAgent):
         ext = info["object_extents"]
         lo, hi = np.asarray(ext[obj][0]), np.asarray(ext[obj][1])
         center, half = (lo + hi) / 2, (hi - lo) / 2
-        if min(half[0], half[1]) <= MAX_HALF_WIDTH:
-            # centre grasp, closing along the narrow horizontal side (fingers close along y)
-            yaw = 0.0 if half[1] <= half[0] else np.pi / 2
-            point = np.array([center[0], center[1], max(lo[2] + 0.015, hi[2] - 0.03)])
-            return {"point": point, "yaw": yaw, "object_z": lo[2], "side": None}
-        # rim grasp: one finger inside the wall, on the side with the most free space
         others = [(np.asarray(a), np.asarray(b)) for n, (a, b) in ext.items() if n != obj]
+        if min(half[0], half[1]) <= MAX_HALF_WIDTH:
+            return self._plan_centre_grasp(lo, hi, others)
+        # rim grasp: one finger inside the wall, on the side with the most free space
         sides = [side for side in RIM_SIDES if side[0] not in self.failed_sides]
         if not sides:  # every side failed once: try them all again
-            self.failed_sides.clear()
+            self.failed_sides = {f for f in self.failed_sides if f[0] == "centre"}
             sides = list(RIM_SIDES)
         # an object sitting inside another's box below its top is in a drawer or bin: the
         # walls across the direction it was pulled out (container centre -> object) are
@@ -150,7 +156,47 @@ class OracleAgent(BaseAgent):
         radius = half[1] if side[0] == 0 else half[0]
         drop = radius * (np.linalg.norm(up[:2]) + float(np.dot(side, up[:2])))
         point = np.array([p[0], p[1], hi[2] - RIM_DEPTH - drop])
-        return {"point": point, "yaw": yaw, "object_z": lo[2], "side": side}
+        return {"point": point, "yaw": yaw, "object_z": lo[2], "side": side, "rim": True}
+
+    def _plan_centre_grasp(self, lo: np.ndarray, hi: np.ndarray,
+                           others: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+        """Grasp across the narrow horizontal side, at the centre or, where the hand would
+        come down on a taller neighbour, shifted along the long side.
+
+        The hand body spans ``HAND_HALF_SPAN`` along the fingers' closing direction and
+        ``HAND_HALF_DEPTH`` across it, ``HAND_HEIGHT`` above the grasp point: a neighbour
+        whose top reaches into that box blocks the descent. Candidate points along the long
+        side (``CENTRE_SHIFTS``, kept ``CENTRE_EDGE`` in from the ends) are tried nearest
+        the centre first; a shift whose descent was blocked is marked failed.
+        """
+        center, half = (lo + hi) / 2, (hi - lo) / 2
+        along_x = half[1] <= half[0]  # long side along x: fingers close along y (yaw 0)
+        yaw = 0.0 if along_x else np.pi / 2
+        z = max(lo[2] + 0.015, hi[2] - 0.03)
+        long_half = half[0] if along_x else half[1]
+        axis = np.array([1.0, 0.0]) if along_x else np.array([0.0, 1.0])
+        reach = max(0.0, long_half - CENTRE_EDGE)
+        shifts = [s for s in CENTRE_SHIFTS if abs(s) <= reach + 1e-9
+                  and ("centre", s) not in self.failed_sides]
+        if not shifts:  # every shift failed once: try them all again
+            self.failed_sides = {f for f in self.failed_sides if f[0] != "centre"}
+            shifts = [s for s in CENTRE_SHIFTS if abs(s) <= reach + 1e-9]
+        tall = [(a, b) for a, b in others if b[2] > z + HAND_HEIGHT]
+        best, best_clear = shifts[0], -np.inf
+        for shift in shifts:  # nearest the centre first: the first one that clears wins
+            xy = center[:2] + axis * shift
+            span = np.array([HAND_HALF_DEPTH, HAND_HALF_SPAN]) if along_x \
+                else np.array([HAND_HALF_SPAN, HAND_HALF_DEPTH])
+            clear = min((_aabb_gap_xy(xy - span, xy + span, a, b) for a, b in tall),
+                        default=1.0)
+            if clear > best_clear + 1e-9:
+                best, best_clear = shift, clear
+            if clear >= HAND_MARGIN:
+                best = shift
+                break
+        xy = center[:2] + axis * best
+        return {"point": np.array([xy[0], xy[1], z]), "yaw": yaw, "object_z": lo[2],
+                "side": ("centre", best), "rim": False}
 
     def _place_point(self, obj: str, target: str, eef: np.ndarray,
                      info: dict[str, Any]) -> np.ndarray:
@@ -254,7 +300,7 @@ class OracleAgent(BaseAgent):
             return go(hover, OPEN, "align", tol=0.02)
         if self.phase == "retreat_grasp":  # back up above the failed grasp, then re-plan
             return go(hover, OPEN, "approach", tol=0.02)
-        rim = g["side"] is not None
+        rim = g["rim"]
         if self.phase == "align":
             # let the wrist finish turning above the object; for a rim grasp, half close
             # the fingers so the outer one needs less room beside the wall
@@ -304,6 +350,12 @@ class OracleAgent(BaseAgent):
 def _reach(xy: np.ndarray) -> float:
     """Horizontal distance (metres) of a point from the robot's mount."""
     return float(np.linalg.norm(np.asarray(xy[:2]) - ROBOT_BASE_XY))
+
+
+def _aabb_gap_xy(lo1: np.ndarray, hi1: np.ndarray, lo2: np.ndarray, hi2: np.ndarray) -> float:
+    """Horizontal gap (metres) between two boxes; 0 where they overlap."""
+    d = np.maximum(np.maximum(lo2[:2] - hi1[:2], 0.0), lo1[:2] - hi2[:2])
+    return float(np.linalg.norm(d))
 
 
 def _aabb_distance_xy(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:

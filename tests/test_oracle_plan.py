@@ -1,0 +1,50 @@
+"""The oracle's grasp planning on hand-made scenes (no simulator)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from para_bench.agents.oracle import HAND_HALF_DEPTH, OracleAgent
+
+BOX = ((0.014, -0.124, 0.0), (0.095, -0.082, 0.018))  # cream cheese: long along x
+BASKET = ((0.2, 0.2, 0.0), (0.3, 0.3, 0.08))
+
+
+def _info(extents):
+    poses = {n: [*((np.add(a, b)) / 2), 0.0, 0.0, 0.0, 1.0] for n, (a, b) in extents.items()}
+    return {"object_extents": extents, "object_poses": poses}
+
+
+def _agent():
+    agent = OracleAgent()
+    agent.reset({"benchmark": "libero_object", "task_id": 1}, seed=0)
+    return agent
+
+
+def test_a_narrow_object_alone_is_grasped_at_its_centre_across_its_narrow_side():
+    plan = _agent()._plan_grasp("box", "basket", _info({"box": BOX, "basket": BASKET}))
+    assert np.allclose(plan["point"][:2], [0.0545, -0.103]) and plan["yaw"] == 0.0
+    assert not plan["rim"]
+
+
+def test_the_grasp_moves_along_the_box_away_from_a_taller_neighbour_under_the_hand():
+    # a bottle beside the box, under the hand's span (fingers close along y), taller than
+    # the hand's underside when the fingers reach the grasp point
+    bottle = ((0.069, -0.234, 0.0), (0.132, -0.172, 0.076))
+    agent = _agent()
+    info = _info({"box": BOX, "basket": BASKET, "bottle": bottle})
+    plan = agent._plan_grasp("box", "basket", info)
+    shift = plan["point"][0] - 0.0545
+    assert shift < -0.01  # away from the bottle (+x), still on the box
+    assert plan["point"][0] > BOX[0][0]
+    gap = bottle[0][0] - (plan["point"][0] + HAND_HALF_DEPTH)
+    assert gap > 0  # the hand's footprint no longer overlaps the bottle
+    # a short neighbour in the same place does not move it
+    low = ((0.069, -0.234, 0.0), (0.132, -0.172, 0.03))
+    centre = _agent()._plan_grasp("box", "basket", _info({"box": BOX, "basket": BASKET,
+                                                           "bottle": low}))
+    assert np.isclose(centre["point"][0], 0.0545)
+    # a shift whose descent was blocked is not planned again
+    agent.failed_sides.add(plan["side"])
+    again = agent._plan_grasp("box", "basket", info)
+    assert again["side"] != plan["side"]
