@@ -232,6 +232,28 @@ def test_a_placement_seed_fixes_the_scene(spatial0):
     with pytest.raises(ValueError, match="one of init_state or placement_seed"):
         spatial0.reset(seed=0, options={"placement_seed": 7, "init_state": 1})
 @one_loop
+def test_sampled_scenes_start_the_arm_spread_like_the_official_init_states(spatial0):
+    """Train scenes come from the distribution of the test scenes: LIBERO's official init
+    states start the arm ~0.02 rad per joint off its rest pose, and so do sampled scenes
+    (seeded by the scene); an official init state is restored as before."""
+    from para_bench.envs.tasks import load_init_states
+
+    rest = np.asarray(spatial0._rs.robots[0].init_qpos)
+    joints = np.stack([spatial0.reset(seed=0, options={"placement_seed": s})[0]["joint_pos"]
+                       for s in range(12)])
+    spread = (joints - rest).std()
+    official = np.asarray(load_init_states("libero_spatial", 0))[:, 1:8]
+    assert 0.5 < spread / (official - rest).std() < 2.0, spread
+    again = spatial0.reset(seed=0, options={"placement_seed": 3})[0]["joint_pos"]
+    assert np.array_equal(again, joints[3])
+    # nothing of a sampled scene's start leaks into the next official one
+    after_sampled, _ = spatial0.reset(seed=0, options={"init_state": 5})
+    spatial0.reset(seed=0, options={"init_state": 6})
+    after_official, _ = spatial0.reset(seed=0, options={"init_state": 5})
+    assert np.array_equal(after_sampled["joint_pos"], after_official["joint_pos"])
+
+
+@one_loop
 def test_two_environments_in_one_process_render_their_own_scenes(spatial0):
     """An agent's env and the oracle-reference env share a worker process: each must keep
     rendering from its own GL context (robosuite never makes it current)."""

@@ -16,10 +16,10 @@ that side. Carry: at the lowest height that clears what lies between object and 
 Place: the object's body over the target's body, released just above its top.
 
 Recovery: a descent that stops short (blocked) or a lift that leaves the object behind
-marks that rim side (or centre shift) as failed and re-plans; an object that slips out while carried, or
-is released somewhere that does not satisfy the goal, is grasped again. A motion that
-stops making progress (workspace edge, a sagging load) counts as done. The grasp plan is
-recomputed from the current poses at every call until the object is grasped.
+marks that rim side (or centre shift) as failed and re-plans; an object that slips out
+while carried, or is released somewhere that does not satisfy the goal, is grasped again.
+A motion that stops making progress (workspace edge, a sagging load) counts as done. The
+grasp plan is recomputed from the current poses at every call until the object is grasped.
 """
 from __future__ import annotations
 

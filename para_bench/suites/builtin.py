@@ -41,7 +41,7 @@ def in_dist() -> SuiteSpec:
     """No perturbation: train / val on sampled placements, test on the official init states."""
     none = [{"extra": {}}]
     return SuiteSpec(
-        name="in_dist", version=2,
+        name="in_dist", version=3,
         description="no perturbation: train on sampled placements, test on the official "
                     "init states",
         splits={"train": none, "val": none, "test": none},
@@ -61,7 +61,7 @@ def pos_ood() -> SuiteSpec:
         test.append(_shift(dx, dy, {"dist_to_train_m": round(dist, 4)}))
     train_split = [_shift(dx, dy) for dx, dy in train]
     return SuiteSpec(
-        name="pos_ood", version=2,
+        name="pos_ood", version=3,
         description="object-position shift: train on dy<0, test on a 20-point grid at dy>0",
         splits={"train": train_split, "val": train_split, "test": test},
         default_episodes={"val": 20},
@@ -81,7 +81,7 @@ def viewpoint_ood() -> SuiteSpec:
     left = [_view(-y, p, {"off_axis_deg": abs(y)}) for y, p in
             itertools.product((15, 20, 25), (0, 10))]
     return SuiteSpec(
-        name="viewpoint_ood", version=2,
+        name="viewpoint_ood", version=3,
         description="camera orbit: train within 5 deg of default, test 15-25 deg off-axis",
         splits={"train": train, "val": train, "test": right + left, "test_right": right,
                 "test_left": left},

@@ -87,6 +87,9 @@ class ParaPolicy(PolicyModel):
                             if c.volume == "factored" else None)
         self.token_in = nn.Linear(d, d)
         self.step_head = StepHead(d, c.head_layers, c.heads, c.n_gripper_bins, c.n_rot_bins)
+        # channels-last convolutions (weights and input): a CPU training step ~1.25x faster,
+        # the 128-wide separable block at the grid dominating it (the other models: no gain)
+        self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ network parts
     def decode_as_format(self, checkpoint_format: int) -> None:
@@ -96,7 +99,7 @@ class ParaPolicy(PolicyModel):
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Conditioned, refined feature map (B, D, grid, grid)."""
         c = self.config
-        f = self.backbone(batch["rgb"])
+        f = self.backbone(batch["rgb"].contiguous(memory_format=torch.channels_last))
         b, d, g, _ = f.shape
         f = f + self.gripper_embed(batch["gripper_state"] * GRIPPER_STATE_SCALE)[..., None, None]
         cell = geometry.uv_to_cell(batch["eef_uv"], g, c.image_size)
