@@ -212,14 +212,15 @@ class Report:
             info = self.book.train_summary(s)
             if info is None:
                 rows.append([s.meta["agent"], s.meta["setting"], str(s.meta["demos"]),
-                             str(s.meta["train_seed"]), "not trained yet", *("-" * 6)])
+                             str(s.meta["train_seed"]), "not trained yet", *("-" * 7)])
                 continue
             rows.append([s.meta["agent"], s.meta["setting"], str(s.meta["demos"]),
                          str(s.meta["train_seed"]), str(info.get("steps")),
-                         _f(info.get("train_minutes"), 1), str(info.get("n_train_demos")),
-                         *(_f(info.get(k)) for k in keys)])
-        return _table(["agent", "setting", "demos", "seed", "steps", "minutes", "train demos",
-                       "val px err", "val 3D err cm", "height-bin acc", "gripper acc"], rows)
+                         _f(info.get("train_minutes"), 1), _f(info.get("steps_per_s")),
+                         str(info.get("n_train_demos")), *(_f(info.get(k)) for k in keys)])
+        return _table(["agent", "setting", "demos", "seed", "steps", "minutes", "steps/s",
+                       "train demos", "val px err", "val 3D err cm", "height-bin acc",
+                       "gripper acc"], rows)
 
     def provenance(self) -> list[str]:
         meta = read_json(self.root / "experiment.json") or {}
