@@ -55,10 +55,6 @@ __all__ = ["RENDER_QUALITIES", "WRIST_CAMERA", "InfeasibleScene", "LiberoEnv",
            "SimulationUnstable"]
 
 SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1.0])
-#: std (radians) of the Gaussian noise on each arm joint at the start of a sampled scene,
-#: as LIBERO's official init states carry it (robosuite's default start noise; measured on
-#: libero_spatial/0's 50: per-joint std 0.018-0.023 rad about the rest pose)
-ROBOT_INIT_NOISE = 0.02
 
 
 class SimulationUnstable(RuntimeError):
@@ -421,24 +417,15 @@ class LiberoEnv(gym.Env):
         if init_state is not None:
             self._libero.set_init_state(self._init_states[init_state])
         else:
-            self._perturb_arm(scene_seed)
+            self._scene.perturb_arm_start(scene_seed)
+            self._libero._post_process()
+            self._libero._update_observables(force=True)
         if shift:
             self._scene.apply_object_shift(shift)
         self._steps = 0
         self._divergences_seen = divergence_count(rs.sim.data._data)
         for _ in range(self.settle_steps):
             self._physics_step(SETTLE_ACTION)
-
-    def _perturb_arm(self, seed: int) -> None:
-        """Starts a sampled scene's arm off its rest pose, as the official init states do
-        (:data:`ROBOT_INIT_NOISE`, seeded by the scene). The controller's null-space target
-        stays the rest pose, as it is when an official init state is restored."""
-        rs, robot = self._rs, self._rs.robots[0]
-        noise = np.random.default_rng(seed).normal(0.0, ROBOT_INIT_NOISE, len(robot.init_qpos))
-        rs.sim.data.qpos[robot._ref_joint_pos_indexes] = np.asarray(robot.init_qpos) + noise
-        rs.sim.forward()
-        self._libero._post_process()
-        self._libero._update_observables(force=True)
 
     # ------------------------------------------------------------------ episode facts
     @property

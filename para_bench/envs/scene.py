@@ -4,7 +4,8 @@
 bounding boxes, gripper-to-object surface distance) and applies the perturbations of
 :mod:`para_bench.envs.perturbations`: the agent-view camera orbited about the point it
 looks at on the table, objects shifted in the table plane and checked (no
-interpenetration, no fall, settled where placed). A perturbation a scene cannot take
+interpenetration, no fall, settled where placed), and the arm started off its rest pose
+as in LIBERO's official init states. A perturbation a scene cannot take
 raises :class:`InfeasibleScene`; it is deterministic, so retrying cannot help.
 """
 
@@ -17,7 +18,12 @@ import numpy as np
 from para_bench.envs.camera import look_at_point, mat_to_quat_wxyz, orbit
 from para_bench.envs.perturbations import CameraPerturbation, ObjectShift
 
-__all__ = ["InfeasibleScene", "SceneEditor"]
+__all__ = ["ROBOT_INIT_NOISE", "InfeasibleScene", "SceneEditor"]
+
+#: std (radians) of the Gaussian noise on each arm joint at the start of a sampled scene,
+#: as LIBERO's official init states carry it (robosuite's default start noise; measured on
+#: libero_spatial/0's 50: per-joint std 0.018-0.023 rad about the rest pose)
+ROBOT_INIT_NOISE = 0.02
 
 
 class InfeasibleScene(ValueError):
@@ -159,6 +165,16 @@ class SceneEditor:
     def rest_positions(self, shift: ObjectShift) -> dict[str, np.ndarray]:
         """Table-plane positions of the objects ``shift`` moves, as they are now."""
         return {n: self.free_joint_qpos(n)[:2].copy() for n in self.shift_names(shift)}
+
+    def perturb_arm_start(self, seed: int) -> None:
+        """Moves the arm's joints off the rest pose by :data:`ROBOT_INIT_NOISE` (seeded),
+        as the official init states have them; the controller's null-space target stays
+        the rest pose, as it is when an official init state is restored. The caller
+        refreshes the observables."""
+        robot = self.rs.robots[0]
+        noise = np.random.default_rng(seed).normal(0.0, ROBOT_INIT_NOISE, len(robot.init_qpos))
+        self.rs.sim.data.qpos[robot._ref_joint_pos_indexes] = np.asarray(robot.init_qpos) + noise
+        self.rs.sim.forward()
 
     def apply_object_shift(self, shift: ObjectShift) -> None:
         """Moves the objects in the table plane, at rest; rejects interpenetration."""
