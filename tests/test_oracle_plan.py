@@ -48,3 +48,16 @@ def test_the_grasp_moves_along_the_box_away_from_a_taller_neighbour_under_the_ha
     agent.failed_sides.add(plan["side"])
     again = agent._plan_grasp("box", "basket", info)
     assert again["side"] != plan["side"]
+
+
+def test_a_turned_object_is_not_shifted_off_its_body():
+    """The box of an object turned 45 degrees says nothing of where its body runs: a shift
+    along the box's long side could put the fingers beside it."""
+    stick = ((0.0, -0.03, 0.0), (0.08, 0.03, 0.015))
+    bottle = ((0.05, -0.16, 0.0), (0.1, -0.1, 0.08))
+    info = _info({"stick": stick, "basket": BASKET, "bottle": bottle})
+    s = np.sin(np.pi / 8)
+    info["object_poses"]["stick"][3:] = [0.0, 0.0, s, np.cos(np.pi / 8)]  # yaw 45 degrees
+    plan = _agent()._plan_grasp("stick", "basket", info)
+    assert plan["side"] == ("centre", 0.0)
+    assert np.allclose(plan["point"][:2], [0.04, 0.0])

@@ -121,7 +121,9 @@ def test_history_dropout_replaces_past_frames_with_the_current_one_in_training_o
     plain = ds.batch(idx)  # validation: never dropped
     assert not torch.equal(plain["history_uv"][:, 0], plain["eef_uv"])
     gen = torch.Generator().manual_seed(0)
-    b = ds.batch(idx, Augment(shift=0), gen)
+    assert torch.equal(ds.batch(idx, Augment(shift=0), gen)["history_xyz"],
+                       plain["history_xyz"])  # not a training batch: nothing dropped
+    b = ds.batch(idx, Augment(shift=0), gen, train=True)
     same = (b["history_xyz"][:, 0] == b["eef_pos"]).all(-1)
     assert 0 < int(same.sum()) < len(idx)  # some dropped, some kept
     assert torch.equal(b["history_rgb"][same, 0], b["history_rgb"][same, 1])

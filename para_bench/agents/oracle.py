@@ -17,9 +17,10 @@ Place: the object's body over the target's body, released just above its top.
 
 Recovery: a descent that stops short (blocked) or a lift that leaves the object behind
 marks that rim side (or centre shift) as failed and re-plans; an object that slips out
-while carried, or is released somewhere that does not satisfy the goal, is grasped again.
-A motion that stops making progress (workspace edge, a sagging load) counts as done. The
-grasp plan is recomputed from the current poses at every call until the object is grasped.
+while carried, or is released somewhere that does not satisfy the goal, is grasped again,
+another way. A motion that stops making progress (workspace edge, a sagging load) counts
+as done. The grasp plan is recomputed from the current poses at every call until the
+object is grasped.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ HAND_HEIGHT = 0.026  # metres from the grip site (the finger pads) up to the han
 HAND_MARGIN = 0.01  # metres of horizontal gap the hand keeps from a taller neighbour
 CENTRE_SHIFTS = (0.0, -0.015, 0.015, -0.025, 0.025)  # metres along a centre grasp's long side
 CENTRE_EDGE = 0.015  # metres a shifted centre grasp stays in from the object's end
+SQUARE_DEG = 10.0  # degrees an object's axis may turn off the world's and still be shifted
 REACH_WEIGHT = 3.0  # side-choice penalty per metre beyond REACH_XY (clearances are in metres)
 
 
@@ -118,7 +120,8 @@ class OracleAgent(BaseAgent):
         center, half = (lo + hi) / 2, (hi - lo) / 2
         others = [(np.asarray(a), np.asarray(b)) for n, (a, b) in ext.items() if n != obj]
         if min(half[0], half[1]) <= MAX_HALF_WIDTH:
-            return self._plan_centre_grasp(lo, hi, others)
+            rot = quat_xyzw_to_mat(info["object_poses"][obj][3:])
+            return self._plan_centre_grasp(lo, hi, others, rot)
         # rim grasp: one finger inside the wall, on the side with the most free space
         sides = [side for side in RIM_SIDES if side[0] not in self.failed_sides]
         if not sides:  # every side failed once: try them all again
@@ -159,15 +162,20 @@ class OracleAgent(BaseAgent):
         return {"point": point, "yaw": yaw, "object_z": lo[2], "side": side, "rim": True}
 
     def _plan_centre_grasp(self, lo: np.ndarray, hi: np.ndarray,
-                           others: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-        """Grasp across the narrow horizontal side, at the centre or, where the hand would
-        come down on a taller neighbour, shifted along the long side.
+                           others: list[tuple[np.ndarray, np.ndarray]],
+                           rot: np.ndarray) -> dict[str, Any]:
+        """Grasp across the narrow horizontal side of the box ``lo``-``hi``, at the centre
+        or, where the hand would come down on a taller neighbour, shifted along the long
+        side.
 
         The hand body spans ``HAND_HALF_SPAN`` along the fingers' closing direction and
         ``HAND_HALF_DEPTH`` across it, ``HAND_HEIGHT`` above the grasp point: a neighbour
         whose top reaches into that box blocks the descent. Candidate points along the long
         side (``CENTRE_SHIFTS``, kept ``CENTRE_EDGE`` in from the ends) are tried nearest
-        the centre first; a shift whose descent was blocked is marked failed.
+        the centre first; a shifted grasp that failed (any failure) is not tried again
+        until all have. Only an object lying square to the world axes (one of its own
+        axes, ``rot``'s columns, within ``SQUARE_DEG`` of the box's long side) is shifted:
+        the box says nothing of where a turned object's body runs.
         """
         center, half = (lo + hi) / 2, (hi - lo) / 2
         along_x = half[1] <= half[0]  # long side along x: fingers close along y (yaw 0)
@@ -175,7 +183,9 @@ class OracleAgent(BaseAgent):
         z = max(lo[2] + 0.015, hi[2] - 0.03)
         long_half = half[0] if along_x else half[1]
         axis = np.array([1.0, 0.0]) if along_x else np.array([0.0, 1.0])
-        reach = max(0.0, long_half - CENTRE_EDGE)
+        square = max(abs(float(rot[:2, i] @ axis)) for i in range(3))
+        reach = max(0.0, long_half - CENTRE_EDGE) if square >= np.cos(np.radians(SQUARE_DEG)) \
+            else 0.0
         shifts = [s for s in CENTRE_SHIFTS if abs(s) <= reach + 1e-9
                   and ("centre", s) not in self.failed_sides]
         if not shifts:  # every shift failed once: try them all again
@@ -245,9 +255,9 @@ class OracleAgent(BaseAgent):
 
     # ------------------------------------------------------------------ acting
     def _give_up_grasp(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
-        """Marks the current rim side as failed and backs up to re-plan the grasp."""
-        if self.grasp["side"] is not None:
-            self.failed_sides.add(self.grasp["side"])
+        """Marks the current grasp (rim side or centre shift) as failed and backs up to
+        re-plan it."""
+        self.failed_sides.add(self.grasp["side"])
         return self._advance("retreat_grasp", obs, info)
 
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> ActionChunk:
@@ -327,8 +337,7 @@ class OracleAgent(BaseAgent):
             return go(np.array([eef[0], eef[1], self.carry_z]), CLOSED, "carry", tol=0.02)
         if self.phase in ("carry", "lower") and np.linalg.norm(held - self.held) > DROP_TOL:
             # the object slipped out of the fingers: grasp it again where it lies, another way
-            if g["side"] is not None:
-                self.failed_sides.add(g["side"])
+            self.failed_sides.add(g["side"])
             self.grasp = self._plan_grasp(obj, target, info)
             return self._advance("retreat_grasp", obs, info)
         safe_z = self.carry_z
@@ -341,8 +350,7 @@ class OracleAgent(BaseAgent):
         if self.phase == "retreat":
             return go(place + [0, 0, 0.1], OPEN, "done", tol=0.02)
         if not info["success"]:  # released, but not where it counts: pick it up again
-            if g["side"] is not None:
-                self.failed_sides.add(g["side"])
+            self.failed_sides.add(g["side"])
             return self._advance("approach", obs, info)
         return hold(eef, OPEN, "done")
 

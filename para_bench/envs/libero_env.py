@@ -282,7 +282,8 @@ class LiberoEnv(gym.Env):
             options: ``init_state`` (int, one of LIBERO's official init states) or
                 ``placement_seed`` (int: a fresh placement from LIBERO's own placement
                 sampler, the BDDL regions, seeded -- how LIBERO generated its init files;
-                fixture jitter comes from the same seed), ``camera`` (dict, see
+                fixture jitter and the arm's start off its rest pose come from the same
+                seed), ``camera`` (dict, see
                 :class:`~para_bench.envs.perturbations.CameraPerturbation`), ``objects``
                 (dict, see :class:`~para_bench.envs.perturbations.ObjectShift`).
 
@@ -405,7 +406,8 @@ class LiberoEnv(gym.Env):
     def _restore_and_settle(self, init_state: int | None, scene_seed: int,
                             shift: ObjectShift | None) -> None:
         """Soft reset (LIBERO's placement sampler and fixture jitter seeded by
-        ``scene_seed``), then the official init state if one is given, shift, settle."""
+        ``scene_seed``), then the official init state if one is given (else the arm's
+        start noise, seeded by ``scene_seed``), shift, settle."""
         rs = self._rs
         rs.robots[0].gripper.current_action = np.zeros_like(rs.robots[0].gripper.current_action)
         global_state = np.random.get_state()

@@ -105,6 +105,8 @@ def load_policy(path: str | Path, expect: str | None = None,
         config = {**FORMAT_1_DEFAULTS, **config}
     elif "context_width" not in config:  # early format-2 files: the context path as before
         config = {**config, "context_width": 128, "context_upsample": "bilinear"}
+    if payload["model"] == "ar" and "history_dropout" not in config:
+        config = {**config, "history_dropout": 0.0}  # trained before it existed: without
     try:
         model = cls(cls.config_class.from_dict(config),
                     DatasetStats.from_dict(payload["stats"]))

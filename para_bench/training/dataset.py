@@ -260,16 +260,19 @@ class TrainingFrames:
 
     def batch(self, idx: torch.Tensor | list[int], augment: Augment | None = None,
               generator: torch.Generator | None = None,
-              device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+              device: torch.device | str = "cpu", train: bool = False
+              ) -> dict[str, torch.Tensor]:
         """The samples ``idx`` as one batch with bin targets (``augment``: random shifts and
-        colour jitter, see :mod:`para_bench.training.augment`)."""
+        colour jitter, see :mod:`para_bench.training.augment`; ``train``: a training batch,
+        whose past frames the config's ``history_dropout`` may replace, drawn from
+        ``generator``)."""
         idx = torch.as_tensor(idx, dtype=torch.long)
         b = {k: v[idx] for k, v in self.fields.items()}
         b["rgb"] = self.rgb[idx]
         if self.config.history > 1:
             hist = self.history[idx]
             drop = getattr(self.config, "history_dropout", 0.0)
-            if augment is not None and drop > 0:  # training only (see ARConfig)
+            if train and drop > 0:  # see ARConfig.history_dropout
                 mask = torch.rand(len(idx), generator=generator) < drop
                 hist = torch.where(mask[:, None], idx[:, None].expand_as(hist), hist)
             b["history_rgb"] = self.rgb[hist]

@@ -186,7 +186,7 @@ def train_policy(model_name: str, data: str | Path, out: str | Path, steps: int 
         for step in range(first, steps + 1):
             t_step = time.perf_counter()
             idx = torch.from_numpy(rng.integers(len(train_ds), size=batch_size))
-            batch = train_ds.batch(idx, augment, gen, dev)
+            batch = train_ds.batch(idx, augment, gen, dev, train=True)
             loss, parts = model.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
