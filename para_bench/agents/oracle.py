@@ -192,21 +192,17 @@ class OracleAgent(BaseAgent):
             self.failed_sides = {f for f in self.failed_sides if f[0] != "centre"}
             shifts = [s for s in CENTRE_SHIFTS if abs(s) <= reach + 1e-9]
         tall = [(a, b) for a, b in others if b[2] > z + HAND_HEIGHT]
-        best, best_clear = shifts[0], -np.inf
-        for shift in shifts:  # nearest the centre first: the first one that clears wins
-            xy = center[:2] + axis * shift
-            span = np.array([HAND_HALF_DEPTH, HAND_HALF_SPAN]) if along_x \
-                else np.array([HAND_HALF_SPAN, HAND_HALF_DEPTH])
-            clear = min((_aabb_gap_xy(xy - span, xy + span, a, b) for a, b in tall),
-                        default=1.0)
-            if clear > best_clear + 1e-9:
-                best, best_clear = shift, clear
-            if clear >= HAND_MARGIN:
-                best = shift
-                break
-        xy = center[:2] + axis * best
+        span = np.array([HAND_HALF_DEPTH, HAND_HALF_SPAN]) if along_x \
+            else np.array([HAND_HALF_SPAN, HAND_HALF_DEPTH])
+        centres = [center[:2] + axis * shift for shift in shifts]
+        clears = [min((_aabb_gap_xy(xy - span, xy + span, a, b) for a, b in tall), default=1.0)
+                  for xy in centres]
+        # nearest the centre first: the first that clears the hand, else the clearest
+        best = next((i for i, c in enumerate(clears) if c >= HAND_MARGIN),
+                    int(np.argmax(clears)))
+        xy = centres[best]
         return {"point": np.array([xy[0], xy[1], z]), "yaw": yaw, "object_z": lo[2],
-                "side": ("centre", best), "rim": False}
+                "side": ("centre", shifts[best]), "rim": False}
 
     def _place_point(self, obj: str, target: str, eef: np.ndarray,
                      info: dict[str, Any]) -> np.ndarray:
@@ -367,5 +363,5 @@ def _aabb_gap_xy(lo1: np.ndarray, hi1: np.ndarray, lo2: np.ndarray, hi2: np.ndar
 
 
 def _aabb_distance_xy(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    d = np.maximum(np.maximum(lo[:2] - p[:2], 0.0), p[:2] - hi[:2])
-    return float(np.linalg.norm(d))
+    """Horizontal distance (metres) from a point to a box; 0 inside it."""
+    return _aabb_gap_xy(p, p, lo, hi)
