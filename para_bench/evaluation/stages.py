@@ -14,6 +14,11 @@ Stages, each implying the ones before:
 The thresholds are checked against the oracle's own successful episodes (a real-simulator
 test: every oracle success passes through every stage). Tasks without an ``(on X Y)`` /
 ``(in X Y)`` goal on a movable object report None.
+
+Where the gripper first closed tells a failure that closed on the object (and did not
+hold it) from one that closed in the air or on something else: the control step of the
+episode's first close command (a positive gripper command) and the gripper's distance to
+the object's surface at that step. An oracle episode closes at 0 cm.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ class StageTracker:
             self.obj = None
         self.z0 = float(poses[self.obj][2]) if self.obj else 0.0
         self.approached = self.grasped = False
+        #: control step (1-based) of the first close command; None until the gripper closes
+        self.first_close_step: int | None = None
+        #: gripper-to-object surface distance (m) at ``first_close_step``
+        self.first_close_m: float | None = None
 
     def update(self, info: dict) -> None:
         """Feeds the ``info`` of one executed chunk (per-step distances + final poses)."""
@@ -43,12 +52,26 @@ class StageTracker:
         dists = np.asarray(info.get("goal_object_distances", []), dtype=np.float64)
         if dists.size:
             self.approached |= bool(dists.min() < APPROACH_M)
+        if self.first_close_step is None:
+            self._first_close(info, dists)
         last = info.get("goal_object_distance")
         if last is None and dists.size:
             last = float(dists[-1])
         lifted = float(info["object_poses"][self.obj][2]) > self.z0 + LIFT_M
         if lifted and last is not None and last < HOLD_M:
             self.grasped = self.approached = True
+
+    def _first_close(self, info: dict, dists: np.ndarray) -> None:
+        """Finds the chunk's first close command (``info["commands"]``: (K, 7), one per
+        control step, aligned with the per-step distances)."""
+        cmds = np.asarray(info.get("commands", np.zeros((0, 7))), dtype=np.float64)
+        closing = np.flatnonzero(cmds[:, 6] > 0) if cmds.ndim == 2 and len(cmds) else []
+        if not len(closing):
+            return
+        i = int(closing[0])
+        self.first_close_step = int(info.get("steps", len(cmds))) - len(cmds) + i + 1
+        if i < dists.size:
+            self.first_close_m = float(dists[i])
 
     def stage(self, success: bool) -> str | None:
         """``none`` / ``approached`` / ``grasped`` / ``placed`` (None without a tracked object)."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from para_bench.evaluation.stages import APPROACH_M
 from para_bench.experiment.stages import Stage
 from para_bench.metrics import (
     bootstrap_rate_diff,
@@ -33,6 +34,8 @@ from para_bench.results.store import RunStore
 __all__ = ["Cell", "episodes_frame", "gap", "paired_vs", "row_cell"]
 
 REACHED = ("none", "approached", "grasped", "placed")
+#: where a failed episode first closed the gripper (:func:`first_close`)
+FIRST_CLOSE = ("on_object", "away", "never")
 
 
 def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
@@ -40,8 +43,9 @@ def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
 
     Columns: ``stage``, ``agent``, ``baseline``, ``setting``, ``split``, ``role``, ``demos``,
     ``train_seed``, ``run_dir``, ``episode_id``, ``status``, ``success`` (ok and solved),
-    ``steps``, ``jerk``, ``coverage``, ``reached`` (stage reached), ``error``, and every
-    numeric ``spec.extra`` entry as ``spec_<name>``.
+    ``steps``, ``jerk``, ``coverage``, ``reached`` (stage reached), ``first_close``
+    (:func:`first_close`), ``error``, and every numeric ``spec.extra`` entry as
+    ``spec_<name>``.
     """
     rows = []
     for s in stages:
@@ -58,6 +62,7 @@ def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
                 "success": bool(rec.success) and rec.status == "ok", "steps": rec.steps,
                 "jerk": _num(m.get("jerk")), "coverage": _num(m.get("coverage")),
                 "reached": m.get("stage") if rec.status == "ok" else "error",
+                "first_close": first_close(m) if rec.status == "ok" else None,
                 "error": rec.error,
             }
             for k, v in (rec.spec.get("extra") or {}).items():
@@ -66,9 +71,23 @@ def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
             rows.append(row)
     cols = ["stage", "agent", "baseline", "setting", "split", "role", "demos", "train_seed",
             "run_dir", "episode_id", "status", "success", "steps", "jerk", "coverage",
-            "reached", "error"]
+            "reached", "first_close", "error"]
     df = pd.DataFrame(rows)
     return df.reindex(columns=[*cols, *sorted(c for c in df.columns if c not in cols)])
+
+
+def first_close(metrics: dict[str, Any]) -> str | None:
+    """Where an episode first closed the gripper: ``on_object`` (within
+    :data:`~para_bench.evaluation.stages.APPROACH_M` of the object's surface), ``away``,
+    ``never``; None when the record does not say (no tracked object, or an older record)."""
+    if "first_close_step" not in metrics:
+        return None
+    if metrics["first_close_step"] is None:
+        return "never"
+    dist = metrics.get("first_close_m")
+    if dist is None:
+        return None
+    return "on_object" if dist < APPROACH_M else "away"
 
 
 def _num(v: Any) -> float:
@@ -85,6 +104,9 @@ class Cell:
         per_seed: training seed -> (k, n) (learned agents).
         jerk, coverage: means over ``ok`` episodes.
         reached: stage reached -> count (``error`` for errored episodes).
+        failures_first_close: for the failed episodes without errors, where the gripper
+            first closed (:data:`FIRST_CLOSE`) -> count; ``unknown`` for records that do
+            not say.
     """
 
     def __init__(self, df: pd.DataFrame) -> None:
@@ -112,6 +134,9 @@ class Cell:
         self.jerk = float(ok["jerk"].mean()) if len(ok) else math.nan
         self.coverage = float(ok["coverage"].mean()) if len(ok) else math.nan
         self.reached = df["reached"].fillna("none").value_counts().to_dict() if self.n else {}
+        failed = ok[~ok["success"]] if len(ok) else ok
+        self.failures_first_close = (failed["first_close"].fillna("unknown").value_counts()
+                                     .to_dict() if len(failed) else {})
 
     def strata(self) -> list[np.ndarray]:
         """Outcomes per training seed (one stratum for baselines / one seed)."""

@@ -20,7 +20,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from para_bench.experiment.cells import REACHED, Cell, episodes_frame, gap, paired_vs, row_cell
+from para_bench.experiment.cells import (
+    FIRST_CLOSE,
+    REACHED,
+    Cell,
+    episodes_frame,
+    gap,
+    paired_vs,
+    row_cell,
+)
 from para_bench.experiment.exports import cells_csv, matrix_tex
 from para_bench.experiment.figures import write_figures
 from para_bench.experiment.progress import fmt_seconds
@@ -145,6 +153,23 @@ class Report:
             rows.append([a, *("/".join(str(c.reached.get(r, 0)) for r in (*REACHED, "error"))
                               if c.n else "-" for c in cells)])
         return _table(header, rows)
+
+    def first_close(self, demos: int) -> str:
+        header = ["", *(f"{s}: {' / '.join(FIRST_CLOSE)}" for s in self.spec.settings)]
+        rows = []
+        for a in self.rows:
+            cells = [self.cell(a, s, "test", demos) for s in self.spec.settings]
+            rows.append([a, *(self._close_text(c) for c in cells)])
+        return _table(header, rows)
+
+    @staticmethod
+    def _close_text(c: Cell) -> str:
+        counts = c.failures_first_close
+        if not c.n:
+            return "-"
+        text = " / ".join(str(counts.get(k, 0)) for k in FIRST_CLOSE)
+        unknown = counts.get("unknown", 0)
+        return text + (f" ({unknown} not recorded)" if unknown else "")
 
     def paired(self, demos: int) -> str:
         if REFERENCE not in self.spec.agents:
@@ -297,6 +322,11 @@ class Report:
             md.append(f"\n### Stage reached{title}\n\n"
                       "Episodes per stage: none / approached / grasped / placed / error.\n\n" +
                       self.reached(d))
+            md.append(f"\n### Where failures first closed the gripper{title}\n\n"
+                      "Failed episodes (without errors) by where the gripper was at the first "
+                      "close command: on the object to move (within 2 cm of its surface) / "
+                      "away from it / never closed. Records written before this was "
+                      "recorded are counted as not recorded.\n\n" + self.first_close(d))
             if spec.agents:
                 md.append(f"\n### Paired comparison against `para`{title}\n\nSame episodes "
                           "(and training seed); difference = row minus para, percentage "
