@@ -35,14 +35,14 @@ def outcome(agent: str, setting: str, seed: int | None, i: int) -> tuple[bool, s
     return i % 3 == 0 and seed == 0, "ok"
 
 
-def close_metrics(agent: str, i: int) -> dict:
-    """Where episode i first closed the gripper: the oracle's records predate the metric;
-    the others cycle never / on the object (1 cm) / away (10 cm)."""
+def attempt_metrics(agent: str, i: int) -> dict:
+    """Where episode i's first grasp attempt began: the oracle's records predate the
+    metric; the others cycle none / on the object (1 cm) / away (10 cm)."""
     if agent == "oracle":
         return {}
-    return [{"first_close_step": None, "first_close_m": None},
-            {"first_close_step": 40, "first_close_m": 0.01},
-            {"first_close_step": 40, "first_close_m": 0.10}][i % 3]
+    return [{"grasp_attempt_step": None, "grasp_attempt_m": None},
+            {"grasp_attempt_step": 40, "grasp_attempt_m": 0.01},
+            {"grasp_attempt_step": 40, "grasp_attempt_m": 0.10}][i % 3]
 
 
 def _fill(root, stages, skip=(), unfinished=()):
@@ -60,7 +60,7 @@ def _fill(root, stages, skip=(), unfinished=()):
                 init_state=spec.init_state, perturbation=spec.perturbation,
                 agent=m["agent"], status=status, success=ok and status == "ok", steps=10 + i,
                 metrics={"jerk": 1.0 + i, "coverage": 0.5, "stage": "placed" if ok else "none",
-                         **close_metrics(m["agent"], i),
+                         **attempt_metrics(m["agent"], i),
                          **{f"spec_{k}": v for k, v in spec.extra.items()}}))
         if s.name not in unfinished:
             book.write_done(s, {"duration_s": 1.0, "finished": "t"})
@@ -97,15 +97,15 @@ def test_counts_per_cell_and_seed_match_the_records(report):
     assert {r["split"] for r in heldout} == {"val"} and {r["n"] for r in heldout} == {"20"}
 
 
-def test_where_failures_first_closed_matches_the_records(report):
+def test_where_failed_grasps_began_matches_the_records(report):
     root, md, _ = report
-    section = md.split("### Where failures first closed the gripper")[1].split("\n### ")[0]
+    section = md.split("### Where failed grasps began")[1].split("\n### ")[0]
     for agent in ("para", "act", "oracle"):
         line = next(x for x in section.splitlines() if x.startswith(f"| {agent} |"))
         cells = [c.strip() for c in line.strip("|").split("|")][1:]
         for setting, text in zip(SPEC["settings"], cells, strict=True):
             seeds = (None,) if agent == "oracle" else (0, 1)
-            counts = {"never": 0, "on_object": 0, "away": 0}
+            counts = {"none": 0, "on_object": 0, "away": 0}
             failed = 0
             for seed in seeds:
                 for i in range(N):
@@ -114,21 +114,21 @@ def test_where_failures_first_closed_matches_the_records(report):
                         continue
                     failed += 1
                     if agent != "oracle":
-                        counts[("never", "on_object", "away")[i % 3]] += 1
-            expect = f"{counts['on_object']} / {counts['away']} / {counts['never']}"
+                        counts[("none", "on_object", "away")[i % 3]] += 1
+            expect = f"{counts['on_object']} / {counts['away']} / {counts['none']}"
             if agent == "oracle":
                 expect += f" ({failed} not recorded)" if failed else ""
             assert text == expect, (agent, setting, text)
 
 
-def test_first_close_reads_the_record():
-    from para_bench.experiment.cells import first_close
+def test_grasp_attempt_reads_the_record():
+    from para_bench.experiment.cells import grasp_attempt
 
-    assert first_close({}) is None  # an older record
-    assert first_close({"first_close_step": None, "first_close_m": None}) == "never"
-    assert first_close({"first_close_step": 3, "first_close_m": 0.005}) == "on_object"
-    assert first_close({"first_close_step": 3, "first_close_m": 0.05}) == "away"
-    assert first_close({"first_close_step": 3, "first_close_m": None}) is None  # no object
+    assert grasp_attempt({}) is None  # an older record
+    assert grasp_attempt({"grasp_attempt_step": None, "grasp_attempt_m": None}) == "none"
+    assert grasp_attempt({"grasp_attempt_step": 3, "grasp_attempt_m": 0.005}) == "on_object"
+    assert grasp_attempt({"grasp_attempt_step": 3, "grasp_attempt_m": 0.05}) == "away"
+    assert grasp_attempt({"grasp_attempt_step": 3, "grasp_attempt_m": None}) is None
 
 
 def test_matrix_cells_read_k_n_rate_and_interval(report):

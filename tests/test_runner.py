@@ -190,24 +190,30 @@ def test_stage_tracker_uses_surface_distances_and_lift():
     assert StageTracker({"object_poses": rest}).stage(False) is None
 
 
-def test_stage_tracker_finds_where_the_gripper_first_closed():
-    from para_bench.evaluation.stages import StageTracker
+def test_stage_tracker_finds_the_first_grasp_attempt():
+    from para_bench.evaluation.stages import GRASP_HOLD_STEPS, StageTracker
 
     rest = {"bowl": np.array([0, 0, 0.9, 0, 0, 0, 1])}
     tracker = StageTracker({"goal_object": "bowl", "object_poses": rest})
+    steps = 0
 
-    def chunk(steps, grips, dists):
+    def feed(grips, dists):
+        nonlocal steps
+        steps += len(grips)
         cmds = np.zeros((len(grips), 7))
         cmds[:, 6] = grips
-        return {"object_poses": rest, "goal_object_distances": dists, "commands": cmds,
-                "steps": steps}
+        tracker.update({"object_poses": rest, "goal_object_distances": np.asarray(dists),
+                        "commands": cmds, "steps": steps})
 
-    tracker.update(chunk(3, [-1, 0, -1], [0.3, 0.2, 0.1]))  # open and hold: not a close
-    assert tracker.first_close_step is None
-    tracker.update(chunk(6, [-1, 1, 1], [0.05, 0.04, 0.03]))
-    assert (tracker.first_close_step, tracker.first_close_m) == (5, 0.04)
-    tracker.update(chunk(9, [1, 1, 1], [0.0, 0.0, 0.0]))  # only the first close counts
-    assert (tracker.first_close_step, tracker.first_close_m) == (5, 0.04)
+    feed([-1, 0, 1, 1, 1, -1], [0.3, 0.2, 0.1, 0.1, 0.1, 0.1])  # a 3-step pre-shape
+    assert tracker.attempt_step is None
+    n = GRASP_HOLD_STEPS
+    feed([-1, 1, 1], [0.05, 0.04, 0.03])  # a held close begins at step 8 ...
+    assert tracker.attempt_step is None
+    feed([1] * (n - 2), [0.0] * (n - 2))  # ... and is held across the chunk boundary
+    assert (tracker.attempt_step, tracker.attempt_m) == (8, 0.04)
+    feed([-1] + [1] * n, [0.0] * (n + 1))  # only the first attempt counts
+    assert (tracker.attempt_step, tracker.attempt_m) == (8, 0.04)
 
 
 def test_physics_loop_reaches_the_env_and_the_manifest(tmp_path):

@@ -43,8 +43,9 @@ class EpisodeOutcome:
         control_modes: chunks executed per control mode (``{"servo": 40}``).
         targets: number of end-effector targets executed.
         steps_per_target_max: most control steps any one target got (0 for deltas).
-        first_close_step: control step of the first close command (None: never closed).
-        first_close_m: gripper-to-object surface distance then (None without a tracked
+        grasp_attempt_step: control step the first grasp attempt began at (None: none; see
+            :mod:`para_bench.evaluation.stages`).
+        grasp_attempt_m: gripper-to-object surface distance then (None without a tracked
             object).
     """
 
@@ -61,8 +62,8 @@ class EpisodeOutcome:
     control_modes: dict[str, int] = field(default_factory=dict)
     targets: int = 0
     steps_per_target_max: int = 0
-    first_close_step: int | None = None
-    first_close_m: float | None = None
+    grasp_attempt_step: int | None = None
+    grasp_attempt_m: float | None = None
 
 
 def _act(agent: Any, obs: dict, info: dict) -> Any:
@@ -141,4 +142,4 @@ def run_episode(env: Any, agent: Any, spec: EpisodeSpec,
         dt=getattr(env, "dt", 0.05), stage=stages.stage(success),
         stages_observed=stages.observed(success), control_modes=dict(modes),
         targets=n_targets, steps_per_target_max=per_target_max,
-        first_close_step=stages.first_close_step, first_close_m=stages.first_close_m)
+        grasp_attempt_step=stages.attempt_step, grasp_attempt_m=stages.attempt_m)

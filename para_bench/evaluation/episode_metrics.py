@@ -26,7 +26,7 @@ def episode_metrics(out: EpisodeOutcome, reference: np.ndarray | None,
         ``jerk``, ``accel_mean``, ``path_length``, ``gripper_chatter``,
         ``time_to_success_s``, ``latency_ms``, ``n_calls``, ``dt``, ``stage``, ``approached``,
         ``grasped``, ``coverage``, ``coverage_3d``, ``coverage_eps_px``, ``control_modes``,
-        ``targets``, ``steps_per_target_max``, ``first_close_step``, ``first_close_m``;
+        ``targets``, ``steps_per_target_max``, ``grasp_attempt_step``, ``grasp_attempt_m``;
         non-finite values become None.
     """
     traj, dt = out.traj, out.dt
@@ -48,8 +48,8 @@ def episode_metrics(out: EpisodeOutcome, reference: np.ndarray | None,
         "control_modes": dict(out.control_modes),
         "targets": out.targets,
         "steps_per_target_max": out.steps_per_target_max,
-        "first_close_step": out.first_close_step,
-        "first_close_m": out.first_close_m,
+        "grasp_attempt_step": out.grasp_attempt_step,
+        "grasp_attempt_m": out.grasp_attempt_m,
     }
     if reference is not None and len(reference):
         from para_bench.envs.camera import project

@@ -15,10 +15,11 @@ The thresholds are checked against the oracle's own successful episodes (a real-
 test: every oracle success passes through every stage). Tasks without an ``(on X Y)`` /
 ``(in X Y)`` goal on a movable object report None.
 
-Where the gripper first closed tells a failure that closed on the object (and did not
-hold it) from one that closed in the air or on something else: the control step of the
-episode's first close command (a positive gripper command) and the gripper's distance to
-the object's surface at that step. An oracle episode closes at 0 cm.
+The first grasp attempt tells a failure that closed on the object (and did not hold it)
+from one that closed in the air or on something else: the first close command held for
+:data:`GRASP_HOLD_STEPS` control steps in a row (a grasp; the oracle's 3-step pre-shape
+of the fingers above a bowl is not one), its control step and the gripper's distance to
+the object's surface when it began. Every oracle success attempts within 2 cm.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 APPROACH_M = 0.02
 LIFT_M = 0.03
 HOLD_M = 0.01
+GRASP_HOLD_STEPS = 10  # the oracle waits this long for the fingers to close
 
 
 class StageTracker:
@@ -40,10 +42,12 @@ class StageTracker:
             self.obj = None
         self.z0 = float(poses[self.obj][2]) if self.obj else 0.0
         self.approached = self.grasped = False
-        #: control step (1-based) of the first close command; None until the gripper closes
-        self.first_close_step: int | None = None
-        #: gripper-to-object surface distance (m) at ``first_close_step``
-        self.first_close_m: float | None = None
+        #: control step (1-based) at which the first grasp attempt began; None until one
+        self.attempt_step: int | None = None
+        #: gripper-to-object surface distance (m) when it began
+        self.attempt_m: float | None = None
+        self._run: tuple[int, float | None] | None = None  # (start step, distance), length
+        self._run_len = 0
 
     def update(self, info: dict) -> None:
         """Feeds the ``info`` of one executed chunk (per-step distances + final poses)."""
@@ -52,8 +56,8 @@ class StageTracker:
         dists = np.asarray(info.get("goal_object_distances", []), dtype=np.float64)
         if dists.size:
             self.approached |= bool(dists.min() < APPROACH_M)
-        if self.first_close_step is None:
-            self._first_close(info, dists)
+        if self.attempt_step is None:
+            self._find_attempt(info, dists)
         last = info.get("goal_object_distance")
         if last is None and dists.size:
             last = float(dists[-1])
@@ -61,17 +65,23 @@ class StageTracker:
         if lifted and last is not None and last < HOLD_M:
             self.grasped = self.approached = True
 
-    def _first_close(self, info: dict, dists: np.ndarray) -> None:
-        """Finds the chunk's first close command (``info["commands"]``: (K, 7), one per
-        control step, aligned with the per-step distances)."""
+    def _find_attempt(self, info: dict, dists: np.ndarray) -> None:
+        """Follows runs of close commands through the chunk (``info["commands"]``: (K, 7),
+        one per control step, aligned with the per-step distances)."""
         cmds = np.asarray(info.get("commands", np.zeros((0, 7))), dtype=np.float64)
-        closing = np.flatnonzero(cmds[:, 6] > 0) if cmds.ndim == 2 and len(cmds) else []
-        if not len(closing):
+        if cmds.ndim != 2 or not len(cmds):
             return
-        i = int(closing[0])
-        self.first_close_step = int(info.get("steps", len(cmds))) - len(cmds) + i + 1
-        if i < dists.size:
-            self.first_close_m = float(dists[i])
+        first = int(info.get("steps", len(cmds))) - len(cmds) + 1
+        for i, closing in enumerate(cmds[:, 6] > 0):
+            if not closing:
+                self._run, self._run_len = None, 0
+                continue
+            if self._run is None:
+                self._run = (first + i, float(dists[i]) if i < dists.size else None)
+            self._run_len += 1
+            if self._run_len >= GRASP_HOLD_STEPS:
+                self.attempt_step, self.attempt_m = self._run
+                return
 
     def stage(self, success: bool) -> str | None:
         """``none`` / ``approached`` / ``grasped`` / ``placed`` (None without a tracked object)."""

@@ -34,8 +34,8 @@ from para_bench.results.store import RunStore
 __all__ = ["Cell", "episodes_frame", "gap", "paired_vs", "row_cell"]
 
 REACHED = ("none", "approached", "grasped", "placed")
-#: where a failed episode first closed the gripper (:func:`first_close`)
-FIRST_CLOSE = ("on_object", "away", "never")
+#: where a failed episode's first grasp attempt began (:func:`grasp_attempt`)
+GRASP_ATTEMPT = ("on_object", "away", "none")
 
 
 def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
@@ -43,8 +43,8 @@ def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
 
     Columns: ``stage``, ``agent``, ``baseline``, ``setting``, ``split``, ``role``, ``demos``,
     ``train_seed``, ``run_dir``, ``episode_id``, ``status``, ``success`` (ok and solved),
-    ``steps``, ``jerk``, ``coverage``, ``reached`` (stage reached), ``first_close``
-    (:func:`first_close`), ``error``, and every numeric ``spec.extra`` entry as
+    ``steps``, ``jerk``, ``coverage``, ``reached`` (stage reached), ``grasp_attempt``
+    (:func:`grasp_attempt`), ``error``, and every numeric ``spec.extra`` entry as
     ``spec_<name>``.
     """
     rows = []
@@ -62,7 +62,7 @@ def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
                 "success": bool(rec.success) and rec.status == "ok", "steps": rec.steps,
                 "jerk": _num(m.get("jerk")), "coverage": _num(m.get("coverage")),
                 "reached": m.get("stage") if rec.status == "ok" else "error",
-                "first_close": first_close(m) if rec.status == "ok" else None,
+                "grasp_attempt": grasp_attempt(m) if rec.status == "ok" else None,
                 "error": rec.error,
             }
             for k, v in (rec.spec.get("extra") or {}).items():
@@ -71,20 +71,21 @@ def episodes_frame(stages: list[Stage], root: Path) -> pd.DataFrame:
             rows.append(row)
     cols = ["stage", "agent", "baseline", "setting", "split", "role", "demos", "train_seed",
             "run_dir", "episode_id", "status", "success", "steps", "jerk", "coverage",
-            "reached", "first_close", "error"]
+            "reached", "grasp_attempt", "error"]
     df = pd.DataFrame(rows)
     return df.reindex(columns=[*cols, *sorted(c for c in df.columns if c not in cols)])
 
 
-def first_close(metrics: dict[str, Any]) -> str | None:
-    """Where an episode first closed the gripper: ``on_object`` (within
-    :data:`~para_bench.evaluation.stages.APPROACH_M` of the object's surface), ``away``,
-    ``never``; None when the record does not say (no tracked object, or an older record)."""
-    if "first_close_step" not in metrics:
+def grasp_attempt(metrics: dict[str, Any]) -> str | None:
+    """Where an episode's first grasp attempt began (:mod:`para_bench.evaluation.stages`):
+    ``on_object`` (within :data:`~para_bench.evaluation.stages.APPROACH_M` of the object's
+    surface), ``away``, ``none`` (no attempt); None when the record does not say (no
+    tracked object, or a record written before it was recorded)."""
+    if "grasp_attempt_step" not in metrics:
         return None
-    if metrics["first_close_step"] is None:
-        return "never"
-    dist = metrics.get("first_close_m")
+    if metrics["grasp_attempt_step"] is None:
+        return "none"
+    dist = metrics.get("grasp_attempt_m")
     if dist is None:
         return None
     return "on_object" if dist < APPROACH_M else "away"
@@ -104,9 +105,9 @@ class Cell:
         per_seed: training seed -> (k, n) (learned agents).
         jerk, coverage: means over ``ok`` episodes.
         reached: stage reached -> count (``error`` for errored episodes).
-        failures_first_close: for the failed episodes without errors, where the gripper
-            first closed (:data:`FIRST_CLOSE`) -> count; ``unknown`` for records that do
-            not say.
+        failures_grasp_attempt: for the failed episodes without errors, where the first
+            grasp attempt began (:data:`GRASP_ATTEMPT`) -> count; ``unknown`` for records
+            that do not say.
     """
 
     def __init__(self, df: pd.DataFrame) -> None:
@@ -135,8 +136,8 @@ class Cell:
         self.coverage = float(ok["coverage"].mean()) if len(ok) else math.nan
         self.reached = df["reached"].fillna("none").value_counts().to_dict() if self.n else {}
         failed = ok[~ok["success"]] if len(ok) else ok
-        self.failures_first_close = (failed["first_close"].fillna("unknown").value_counts()
-                                     .to_dict() if len(failed) else {})
+        self.failures_grasp_attempt = (failed["grasp_attempt"].fillna("unknown")
+                                       .value_counts().to_dict() if len(failed) else {})
 
     def strata(self) -> list[np.ndarray]:
         """Outcomes per training seed (one stratum for baselines / one seed)."""

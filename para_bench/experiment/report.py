@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from para_bench.experiment.cells import (
-    FIRST_CLOSE,
+    GRASP_ATTEMPT,
     REACHED,
     Cell,
     episodes_frame,
@@ -154,20 +154,20 @@ class Report:
                               if c.n else "-" for c in cells)])
         return _table(header, rows)
 
-    def first_close(self, demos: int) -> str:
-        header = ["", *(f"{s}: {' / '.join(FIRST_CLOSE)}" for s in self.spec.settings)]
+    def grasp_attempts(self, demos: int) -> str:
+        header = ["", *(f"{s}: {' / '.join(GRASP_ATTEMPT)}" for s in self.spec.settings)]
         rows = []
         for a in self.rows:
             cells = [self.cell(a, s, "test", demos) for s in self.spec.settings]
-            rows.append([a, *(self._close_text(c) for c in cells)])
+            rows.append([a, *(self._attempt_text(c) for c in cells)])
         return _table(header, rows)
 
     @staticmethod
-    def _close_text(c: Cell) -> str:
-        counts = c.failures_first_close
+    def _attempt_text(c: Cell) -> str:
+        counts = c.failures_grasp_attempt
         if not c.n:
             return "-"
-        text = " / ".join(str(counts.get(k, 0)) for k in FIRST_CLOSE)
+        text = " / ".join(str(counts.get(k, 0)) for k in GRASP_ATTEMPT)
         unknown = counts.get("unknown", 0)
         return text + (f" ({unknown} not recorded)" if unknown else "")
 
@@ -322,11 +322,12 @@ class Report:
             md.append(f"\n### Stage reached{title}\n\n"
                       "Episodes per stage: none / approached / grasped / placed / error.\n\n" +
                       self.reached(d))
-            md.append(f"\n### Where failures first closed the gripper{title}\n\n"
-                      "Failed episodes (without errors) by where the gripper was at the first "
-                      "close command: on the object to move (within 2 cm of its surface) / "
-                      "away from it / never closed. Records written before this was "
-                      "recorded are counted as not recorded.\n\n" + self.first_close(d))
+            md.append(f"\n### Where failed grasps began{title}\n\n"
+                      "Failed episodes (without errors) by where their first grasp attempt "
+                      "began (a close command held for 10 control steps): on the object to "
+                      "move (within 2 cm of its surface) / away from it (in the air or on "
+                      "something else) / no attempt. Records written before this was "
+                      "recorded count as not recorded.\n\n" + self.grasp_attempts(d))
             if spec.agents:
                 md.append(f"\n### Paired comparison against `para`{title}\n\nSame episodes "
                           "(and training seed); difference = row minus para, percentage "
