@@ -40,9 +40,9 @@ def attempt_metrics(agent: str, i: int) -> dict:
     metric; the others cycle none / on the object (1 cm) / away (10 cm)."""
     if agent == "oracle":
         return {}
-    return [{"grasp_attempt_step": None, "grasp_attempt_m": None},
-            {"grasp_attempt_step": 40, "grasp_attempt_m": 0.01},
-            {"grasp_attempt_step": 40, "grasp_attempt_m": 0.10}][i % 3]
+    return [{"grasp_attempt_step": None, "grasp_attempt_m": None, "approached": False},
+            {"grasp_attempt_step": 40, "grasp_attempt_m": 0.01, "approached": True},
+            {"grasp_attempt_step": 40, "grasp_attempt_m": 0.10, "approached": False}][i % 3]
 
 
 def _fill(root, stages, skip=(), unfinished=()):
@@ -125,10 +125,14 @@ def test_grasp_attempt_reads_the_record():
     from para_bench.experiment.cells import grasp_attempt
 
     assert grasp_attempt({}) is None  # an older record
-    assert grasp_attempt({"grasp_attempt_step": None, "grasp_attempt_m": None}) == "none"
-    assert grasp_attempt({"grasp_attempt_step": 3, "grasp_attempt_m": 0.005}) == "on_object"
-    assert grasp_attempt({"grasp_attempt_step": 3, "grasp_attempt_m": 0.05}) == "away"
-    assert grasp_attempt({"grasp_attempt_step": 3, "grasp_attempt_m": None}) is None
+    assert grasp_attempt({"grasp_attempt_step": None, "grasp_attempt_m": None,
+                          "approached": False}) == "none"
+    # a task without a tracked object never "attempts": not the same as no attempt
+    assert grasp_attempt({"grasp_attempt_step": None, "grasp_attempt_m": None,
+                          "approached": None}) is None
+    m = {"approached": True}
+    assert grasp_attempt({**m, "grasp_attempt_step": 3, "grasp_attempt_m": 0.005}) == "on_object"
+    assert grasp_attempt({**m, "grasp_attempt_step": 3, "grasp_attempt_m": 0.05}) == "away"
 
 
 def test_matrix_cells_read_k_n_rate_and_interval(report):

@@ -46,8 +46,8 @@ class StageTracker:
         self.attempt_step: int | None = None
         #: gripper-to-object surface distance (m) when it began
         self.attempt_m: float | None = None
-        self._run: tuple[int, float | None] | None = None  # (start step, distance), length
-        self._run_len = 0
+        self._run: tuple[int, float | None] | None = None  # current close run: start, distance
+        self._run_len = 0  # its length in control steps
 
     def update(self, info: dict) -> None:
         """Feeds the ``info`` of one executed chunk (per-step distances + final poses)."""

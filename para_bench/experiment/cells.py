@@ -81,8 +81,8 @@ def grasp_attempt(metrics: dict[str, Any]) -> str | None:
     ``on_object`` (within :data:`~para_bench.evaluation.stages.APPROACH_M` of the object's
     surface), ``away``, ``none`` (no attempt); None when the record does not say (no
     tracked object, or a record written before it was recorded)."""
-    if "grasp_attempt_step" not in metrics:
-        return None
+    if "grasp_attempt_step" not in metrics or metrics.get("approached") is None:
+        return None  # an older record, or no tracked object (``approached`` is None)
     if metrics["grasp_attempt_step"] is None:
         return "none"
     dist = metrics.get("grasp_attempt_m")
