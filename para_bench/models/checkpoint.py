@@ -35,6 +35,10 @@ CHECKPOINT_FORMAT = 2
 FORMAT_1_DEFAULTS = {"targets": "achieved", "coord_channels": True, "context_pos": "absolute",
                      "context_width": 128, "context_upsample": "bilinear", "augment_shift": 0,
                      "augment_color": 0.0}
+#: per model, options added since: files without them were trained (and decode) without
+ADDED_OPTIONS_OFF = {"ar": {"history_dropout": 0.0},
+                     "voxel_abs": {"offset_head": False},
+                     "voxel_rel": {"offset_head": False}}
 
 
 class CheckpointError(ValueError):
@@ -105,8 +109,7 @@ def load_policy(path: str | Path, expect: str | None = None,
         config = {**FORMAT_1_DEFAULTS, **config}
     elif "context_width" not in config:  # early format-2 files: the context path as before
         config = {**config, "context_width": 128, "context_upsample": "bilinear"}
-    if payload["model"] == "ar" and "history_dropout" not in config:
-        config = {**config, "history_dropout": 0.0}  # trained before it existed: without
+    config = {**ADDED_OPTIONS_OFF.get(payload["model"], {}), **config}
     try:
         model = cls(cls.config_class.from_dict(config),
                     DatasetStats.from_dict(payload["stats"]))

@@ -7,8 +7,9 @@ the height plane (:func:`~para_bench.models.geometry.voxel_xyz`), absolute (cent
 dataset mean) or minus ``eef_start``. A context token (EEF position and gripper state) and
 W query tokens attend causally among themselves and cross-attend to the voxels (keys and
 values projected once, shared by all layers); voxels never attend to each other. Each
-query scores every voxel (dot product), giving the step's voxel; gripper and rotation come
-from the query state with the features of that voxel (the target's in training).
+query scores every voxel (dot product), giving the step's voxel; gripper, rotation and the
+offset of the point from the voxel's centre (``offset_head``) come from the query state with
+the features of that voxel (the target's in training).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from para_bench.agents.voxel.configuration import VoxelAbsConfig, VoxelConfig, VoxelRelConfig
@@ -65,6 +67,7 @@ class VoxelPolicy(PolicyModel):
         self.out_norm = nn.LayerNorm(d)
         self.gripper_out = nn.Linear(d, c.n_gripper_bins)
         self.rot_out = nn.Linear(d, c.n_rot_bins)
+        self.offset_out = nn.Linear(d, 3) if c.offset_head else None
 
     # ------------------------------------------------------------------ parts
     def voxel_heights(self, device: torch.device | None = None) -> torch.Tensor:
@@ -80,6 +83,11 @@ class VoxelPolicy(PolicyModel):
         mean = torch.tensor(self.stats.xyz_mean, dtype=torch.float32,
                             device=batch["eef_pos"].device)
         return mean.expand_as(batch["eef_pos"])
+
+    def level_spacing(self) -> float:
+        """Metres between two height levels: the unit of the regressed offsets."""
+        s = self.stats
+        return (s.height_hi - s.height_lo) / self.config.voxel_heights
 
     def voxel_index(self, uv: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Voxel indices (cell * voxel_heights + level) of pixels (..., 2) at heights (...)."""
@@ -129,8 +137,11 @@ class VoxelPolicy(PolicyModel):
         if vidx is None:
             vidx = logits.argmax(-1)
         z = self.out_norm(state + self.cell_in(gather_tokens(enc["vox"], vidx)))
-        return {"voxel": logits, "gripper": self.gripper_out(z), "rot": self.rot_out(z),
-                "vidx": vidx}
+        out = {"voxel": logits, "gripper": self.gripper_out(z), "rot": self.rot_out(z),
+               "vidx": vidx}
+        if self.offset_out is not None:
+            out["offset"] = self.offset_out(z)
+        return out
 
     def _prev(self, batch: dict[str, torch.Tensor], step_xyz: torch.Tensor) -> torch.Tensor:
         """Previous targets (B, W, 3): the current EEF, then steps 0 .. W - 2."""
@@ -148,12 +159,17 @@ class VoxelPolicy(PolicyModel):
         l_g = ce(out["gripper"], batch["target_gripper_bin"])
         l_r = ce(out["rot"], batch["target_rot_bin"])
         loss = l_v + c.gripper_weight * l_g + c.rot_weight * l_r
+        parts = {"voxel": l_v.item(), "gripper": l_g.item(), "rot": l_r.item()}
+        if self.offset_out is not None:
+            want = (batch["target_xyz"] - gather_tokens(enc["xyz"], vidx)) / self.level_spacing()
+            l_o = F.smooth_l1_loss(out["offset"].float(), want, beta=0.1)
+            loss = loss + c.offset_weight * l_o
+            parts["offset"] = l_o.item()
         with torch.no_grad():
             best = out["voxel"].argmax(-1)
             err = (gather_tokens(enc["xyz"], best) - batch["target_xyz"]).norm(dim=-1)
-            parts = {"loss": loss.item(), "voxel": l_v.item(), "gripper": l_g.item(),
-                     "rot": l_r.item(), "voxel_acc": (best == vidx).float().mean().item(),
-                     "xyz_err": err.mean().item()}
+            parts.update(loss=loss.item(), voxel_acc=(best == vidx).float().mean().item(),
+                         xyz_err=err.mean().item())
         return loss, parts
 
     @torch.no_grad()
@@ -177,7 +193,9 @@ class VoxelPolicy(PolicyModel):
             out = self.outputs(enc, self.run(enc, self.queries(enc, None, batch, w)), None)
             vidx = out["vidx"]
         xyz = gather_tokens(enc["xyz"], vidx)
-        if c.subvoxel_refine:
+        if self.offset_out is not None:
+            xyz = xyz + out["offset"] * self.level_spacing()
+        elif c.subvoxel_refine:
             gv, hv = c.voxel_grid, c.voxel_heights
             coords = enc["xyz"].view(b, 1, gv, gv, hv, 3).expand(-1, w, -1, -1, -1, -1)
             xyz = neighbourhood_soft_argmax(out["voxel"].reshape(b * w, gv, gv, hv),
