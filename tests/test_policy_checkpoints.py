@@ -166,6 +166,15 @@ def test_early_format_2_checkpoints_keep_their_context_path(demos, tmp_path):
     assert (model.config.context_width, model.config.context_upsample) == (128, "bilinear")
 
 
+def test_voxel_checkpoints_from_before_the_offset_head_decode_without_it(demos, tmp_path):
+    ckpt = tmp_path / "voxel.pt"
+    train_policy("voxel_abs", demos, ckpt, steps=1, batch_size=2,
+                 overrides={**TINY, "voxel_grid": 8, "offset_head": False}, progress=False)
+    _as_older_checkpoint(ckpt, 2, ("offset_head", "offset_weight"))
+    model = load_policy(ckpt)
+    assert not model.config.offset_head and model.offset_out is None
+
+
 def test_a_config_that_cannot_decode_is_refused_in_one_line():
     from para_bench.models.base import PolicyConfig
 
