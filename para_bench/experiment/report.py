@@ -18,6 +18,7 @@ Nothing here runs a simulator or a model: ``experiment report`` can rebuild it a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from para_bench.experiment.cells import (
@@ -145,28 +146,25 @@ class Report:
             rows.append([a, *(f"{_f(c.jerk, 1)} / {_f(c.coverage)}" for c in cells)])
         return _table(header, rows)
 
-    def reached(self, demos: int) -> str:
-        header = ["", *(f"{s}: {'/'.join(r[0] for r in REACHED)}/err" for s in self.spec.settings)]
+    def _per_setting(self, header: str, demos: int, text: Callable[[Cell], str]) -> str:
+        """One row per agent, one column per setting: ``text`` of its test cell."""
         rows = []
         for a in self.rows:
             cells = [self.cell(a, s, "test", demos) for s in self.spec.settings]
-            rows.append([a, *("/".join(str(c.reached.get(r, 0)) for r in (*REACHED, "error"))
-                              if c.n else "-" for c in cells)])
-        return _table(header, rows)
+            rows.append([a, *(text(c) if c.n else "-" for c in cells)])
+        return _table(["", *(f"{s}: {header}" for s in self.spec.settings)], rows)
+
+    def reached(self, demos: int) -> str:
+        return self._per_setting("/".join((*(r[0] for r in REACHED), "err")), demos,
+                                 lambda c: "/".join(str(c.reached.get(r, 0))
+                                                    for r in (*REACHED, "error")))
 
     def grasp_attempts(self, demos: int) -> str:
-        header = ["", *(f"{s}: {' / '.join(GRASP_ATTEMPT)}" for s in self.spec.settings)]
-        rows = []
-        for a in self.rows:
-            cells = [self.cell(a, s, "test", demos) for s in self.spec.settings]
-            rows.append([a, *(self._attempt_text(c) for c in cells)])
-        return _table(header, rows)
+        return self._per_setting(" / ".join(GRASP_ATTEMPT), demos, self._attempt_text)
 
     @staticmethod
     def _attempt_text(c: Cell) -> str:
         counts = c.failures_grasp_attempt
-        if not c.n:
-            return "-"
         text = " / ".join(str(counts.get(k, 0)) for k in GRASP_ATTEMPT)
         unknown = counts.get("unknown", 0)
         return text + (f" ({unknown} not recorded)" if unknown else "")
