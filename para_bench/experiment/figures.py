@@ -57,7 +57,8 @@ def matrix_png(r: Report, path: Path) -> str:
                 c = r.cell(a, s, "test", d)
                 if c.n:
                     grid[i, j] = 100 * c.rate
-                    ax.text(j, i, f"{c.k}/{c.n}\n{100 * c.rate:.0f}%", ha="center",
+                    # rounded from 2 decimals, as cells.csv: 23/40 is 57.5 -> 58, not 57.49999
+                    ax.text(j, i, f"{c.k}/{c.n}\n{round(100 * c.rate, 2):.0f}%", ha="center",
                             va="center", fontsize=8,
                             color="black" if grid[i, j] > 60 else "white")
                 else:
