@@ -96,7 +96,8 @@ def bars_png(r: Report, path: Path) -> str:
     ax.set_xticks(range(len(settings)), settings)
     ax.set_ylim(0, 105)
     ax.set_ylabel("success % (95% CI)")
-    ax.legend(fontsize=7, ncols=min(4, len(rows)))
+    # outside the axes: a bar at any height stays visible
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(f"success per setting ({d} demos)" if r.spec.agents else "success per setting")
     return _save(fig, path)
 
