@@ -204,6 +204,48 @@ def test_voxel_offset_head_decodes_between_height_levels():
 
 
 # ---------------------------------------------------------------------------- geometry
+def test_ar_reuses_the_current_frame_for_identical_past_frames():
+    """The past frames' features: one backbone pass per distinct frame, a past frame equal
+    to the current one reuses its features; the context equals running every frame."""
+    model = build("ar", history=3)
+    model.eval()
+    batch = make_batch(model.config, model.stats, b=3)
+    hist = batch["history_rgb"].clone()
+    hist[0, :2] = hist[0, 2]  # an episode's first decision: every past frame is the current
+    hist[1, 0] = hist[1, 2]  # one of two
+    batch["history_rgb"] = hist
+    calls = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    with torch.no_grad():
+        ctx, cur, keys = model.encode(batch)
+        model.config.history_grad = True  # the reference: every frame through the backbone
+        ref = model.encode(batch)
+    assert calls[:2] == [3, 3]  # current frames, then 6 past frames less the 3 copies
+    assert torch.allclose(ctx, ref[0], atol=1e-5)
+    assert torch.allclose(cur, ref[1]) and torch.allclose(keys, ref[2])
+
+
+def test_shift_images_pads_with_the_border_and_crops():
+    """Each image moves by its own (du, dv), the border row / column filling the gap."""
+    import torch.nn.functional as F
+
+    from para_bench.training.augment import shift_images
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (5, 2, 3, 12, 12), dtype=torch.uint8, generator=g)
+    du, dv = torch.tensor([3, -3, 0, 1, -2]), torch.tensor([0, 2, -3, 3, -1])
+    out = shift_images(x, du, dv, pad=3)
+    padded = F.pad(x.flatten(1, 2).float(), (3, 3, 3, 3), mode="replicate")
+    for i in range(5):
+        r, c = 3 - int(dv[i]), 3 - int(du[i])
+        want = padded[i, :, r:r + 12, c:c + 12].to(torch.uint8).view(2, 3, 12, 12)
+        assert torch.equal(out[i], want), i
+    assert out.dtype == torch.uint8 and torch.equal(out[2, :, :, :, 0], x[2, :, :, 3:, 0][
+        ..., [*range(9), 8, 8, 8]])  # moved up by 3: the bottom row repeats
+    with pytest.raises(ValueError):
+        shift_images(x, du * 2, dv, pad=3)
+
+
 def test_ray_at_height_inverts_project():
     config = load_model_class("para").config_class(**TINY)
     batch = make_batch(config, make_stats(), b=3)

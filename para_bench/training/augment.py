@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from para_bench.models.sample import rgb_to_float
 
@@ -52,15 +51,20 @@ def _factor(n: int, x: float, gen: torch.Generator | None) -> torch.Tensor:
 def shift_images(rgb: torch.Tensor, du: torch.Tensor, dv: torch.Tensor, pad: int
                  ) -> torch.Tensor:
     """Moves each image's content by integer ``(du[i], dv[i])`` pixels (right, down),
-    filling with the border (replicate padding): ``rgb`` (B, ..., 3, S, S), any dtype."""
+    filling with the border (replicate padding): ``rgb`` (B, ..., 3, S, S), any dtype.
+
+    One gather with clamped source indices (the same pixels as padding by ``pad`` and
+    cropping, without building the padded images); ``pad`` bounds the shifts."""
     shape = rgb.shape
     b, s = shape[0], shape[-1]
-    x = rgb.reshape(b, -1, s, s)
-    dtype = x.dtype
-    x = F.pad(x.float() if dtype == torch.uint8 else x, (pad, pad, pad, pad), mode="replicate")
-    out = torch.stack([x[i, :, pad - int(dv[i]):pad - int(dv[i]) + s,
-                         pad - int(du[i]):pad - int(du[i]) + s] for i in range(b)])
-    return out.to(dtype).reshape(shape)
+    if bool((du.abs() > pad).any() or (dv.abs() > pad).any()):
+        raise ValueError(f"shift larger than pad={pad}")
+    ar = torch.arange(s)
+    rows = (ar[None] - dv.long()[:, None]).clamp(0, s - 1)  # (B, S) source row per output row
+    cols = (ar[None] - du.long()[:, None]).clamp(0, s - 1)
+    src = (rows[:, :, None] * s + cols[:, None, :]).view(b, 1, s * s)
+    x = rgb.reshape(b, -1, s * s)
+    return x.gather(2, src.expand(-1, x.shape[1], -1)).reshape(shape)
 
 
 def _jitter(x: torch.Tensor, bright: torch.Tensor, contrast: torch.Tensor,

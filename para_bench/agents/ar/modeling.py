@@ -91,31 +91,46 @@ class ARPolicy(PolicyModel):
                                                               torch.Tensor]:
         """Context tokens (B, C * (T * T + 1), D), the current frame's cell features
         (B, G * G, D) and its cell keys (B, G * G, D)."""
-        c = self.config
+        c, t = self.config, self.config.token_grid
         rgb, uv, xyz = self._frames(batch)
         b, n = rgb.shape[:2]
         eef_uv = batch["eef_uv"]
-        if n > 1 and not c.history_grad:  # past frames: features without gradients
-            with torch.no_grad():
-                past = self.backbone(rgb[:, :-1].flatten(0, 1))
-            now = self.backbone(rgb[:, -1])
-            fmap = torch.cat([past.view(b, n - 1, *past.shape[1:]), now[:, None]], 1)
-            fmap = fmap.flatten(0, 1)  # (B * C, D, G, G)
+        now = self.backbone(rgb[:, -1])  # (B, D, G, G)
+        d, g = now.shape[1], now.shape[-1]
+        pooled_now = scale_to_grid(now, t)[:, None]
+        if n == 1:
+            pooled = pooled_now
+        elif c.history_grad:
+            past = self.backbone(rgb[:, :-1].flatten(0, 1))
+            pooled = torch.cat([scale_to_grid(past, t).view(b, n - 1, d, t, t), pooled_now], 1)
         else:
-            fmap = self.backbone(rgb.flatten(0, 1))
-        d, g = fmap.shape[1], fmap.shape[-1]
-        cur = map_tokens(fmap.view(b, n, d, g, g)[:, -1])
-        t = c.token_grid
-        patches = self.patch_in(map_tokens(scale_to_grid(fmap, t))).view(b, n, t * t, d)
-        patches = patches + self._pos(geometry.grid_uv(t, c.image_size, fmap.device),
+            pooled = torch.cat([self._past_pooled(rgb, now), pooled_now], 1)
+        cur = map_tokens(now).contiguous()
+        patches = self.patch_in(map_tokens(pooled.flatten(0, 1))).view(b, n, t * t, d)
+        patches = patches + self._pos(geometry.grid_uv(t, c.image_size, now.device),
                                       eef_uv)[:, None]
         eef = self.eef_token + self._pos(uv, eef_uv) + self._height(xyz[..., 2])
         grip = self.gripper_embed(batch["gripper_state"] * GRIPPER_STATE_SCALE)
         eef = eef + torch.cat([torch.zeros_like(eef[:, :-1]), grip[:, None]], 1)
         tokens = torch.cat([patches, eef[:, :, None]], 2) + self.frame_embed[:n, None]
-        keys = self.key_in(cur) + self._pos(geometry.grid_uv(g, c.image_size, fmap.device),
+        keys = self.key_in(cur) + self._pos(geometry.grid_uv(g, c.image_size, now.device),
                                             eef_uv, key=True)
         return tokens.flatten(1, 2), cur, keys
+
+    @torch.no_grad()
+    def _past_pooled(self, rgb: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, C - 1, D, T, T) of the past frames, without gradients. A past
+        frame identical to the current one (an episode's first decisions; ``history_dropout``
+        in training) reuses the current frame's features instead of a second backbone pass."""
+        b, n = rgb.shape[:2]
+        t = self.config.token_grid
+        past = rgb[:, :-1].flatten(0, 1)
+        same = (rgb[:, :-1] == rgb[:, -1:]).flatten(2).all(-1).flatten()  # (B * (C - 1),)
+        out = scale_to_grid(now.detach(), t).repeat_interleave(n - 1, 0)
+        todo = (~same).nonzero().flatten()
+        if len(todo):
+            out[todo] = scale_to_grid(self.backbone(past[todo]), t)
+        return out.view(b, n - 1, *out.shape[1:])
 
     def queries(self, prev_uv: torch.Tensor, prev_h: torch.Tensor,
                 batch: dict[str, torch.Tensor]) -> torch.Tensor:
