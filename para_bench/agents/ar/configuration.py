@@ -22,8 +22,9 @@ class ARConfig(PolicyConfig):
             its live history and 7 of the same 10 with the history replaced by the current
             frame.
         history_grad: backpropagate through the backbone for the past frames too (off: the
-            past frames' features are computed without gradients, ~2x cheaper per frame;
-            the shared backbone still learns from the current frame).
+            past frames' features are computed without gradients, ~2x cheaper per frame,
+            and a past frame identical to the current one reuses its features; the shared
+            backbone still learns from the current frame).
         token_grid: side of the pooled patch-token grid per frame.
         layers: transformer blocks.
         heads: attention heads.
