@@ -153,7 +153,8 @@ class VoxelPolicy(PolicyModel):
         enc = self.encode(batch)
         vidx = self.voxel_index(batch["target_uv"], batch["target_xyz"][..., 2])
         w = vidx.shape[1]
-        prev = self._prev(batch, gather_tokens(enc["xyz"], vidx)) if c.autoregressive else None
+        centres = gather_tokens(enc["xyz"], vidx)  # (B, W, 3) the target voxels' centres
+        prev = self._prev(batch, centres) if c.autoregressive else None
         out = self.outputs(enc, self.run(enc, self.queries(enc, prev, batch, w)), vidx)
         l_v = ce(out["voxel"], vidx)
         l_g = ce(out["gripper"], batch["target_gripper_bin"])
@@ -161,7 +162,7 @@ class VoxelPolicy(PolicyModel):
         loss = l_v + c.gripper_weight * l_g + c.rot_weight * l_r
         parts = {"voxel": l_v.item(), "gripper": l_g.item(), "rot": l_r.item()}
         if self.offset_out is not None:
-            want = (batch["target_xyz"] - gather_tokens(enc["xyz"], vidx)) / self.level_spacing()
+            want = (batch["target_xyz"] - centres) / self.level_spacing()
             l_o = F.smooth_l1_loss(out["offset"].float(), want, beta=0.1)
             loss = loss + c.offset_weight * l_o
             parts["offset"] = l_o.item()
