@@ -59,9 +59,10 @@ def shift_images(rgb: torch.Tensor, du: torch.Tensor, dv: torch.Tensor, pad: int
     b, s = shape[0], shape[-1]
     if bool((du.abs() > pad).any() or (dv.abs() > pad).any()):
         raise ValueError(f"shift larger than pad={pad}")
-    ar = torch.arange(s)
-    rows = (ar[None] - dv.long()[:, None]).clamp(0, s - 1)  # (B, S) source row per output row
-    cols = (ar[None] - du.long()[:, None]).clamp(0, s - 1)
+    pix = torch.arange(s, device=rgb.device)
+    du, dv = du.to(rgb.device).long(), dv.to(rgb.device).long()
+    rows = (pix[None] - dv[:, None]).clamp(0, s - 1)  # (B, S) source row per output row
+    cols = (pix[None] - du[:, None]).clamp(0, s - 1)
     src = (rows[:, :, None] * s + cols[:, None, :]).view(b, 1, s * s)
     x = rgb.reshape(b, -1, s * s)
     return x.gather(2, src.expand(-1, x.shape[1], -1)).reshape(shape)
