@@ -36,7 +36,8 @@ FORMAT_1_DEFAULTS = {"targets": "achieved", "coord_channels": True, "context_pos
                      "context_width": 128, "context_upsample": "bilinear", "augment_shift": 0,
                      "augment_color": 0.0}
 #: per model, options added since: files without them were trained (and decode) without
-ADDED_OPTIONS_OFF = {"ar": {"history_dropout": 0.0},
+ADDED_OPTIONS_OFF = {"para": {"eef_height": False},
+                     "ar": {"history_dropout": 0.0},
                      "voxel_abs": {"offset_head": False},
                      "voxel_rel": {"offset_head": False}}
 

@@ -76,6 +76,8 @@ class ParaPolicy(PolicyModel):
         self.offset_embed = (FourierEmbed(2, d, n_freqs=6, max_wavelength=4.0,
                                           min_wavelength=2.0 / c.grid)
                              if c.rel_offset else None)
+        self.height_embed = (FourierEmbed(1, d, n_freqs=6, max_wavelength=4.0,
+                                          min_wavelength=0.05) if c.eef_height else None)
         self.refine = SepConv(d)
         if c.volume not in ("joint", "factored"):
             raise ValueError(f"volume must be 'joint' or 'factored', not {c.volume!r}")
@@ -105,6 +107,10 @@ class ParaPolicy(PolicyModel):
         cell = geometry.uv_to_cell(batch["eef_uv"], g, c.image_size)
         at_eef = F.one_hot(cell, g * g).to(f.dtype).view(b, 1, g, g)
         f = f + at_eef * self.keypoint.view(1, d, 1, 1)
+        if self.height_embed is not None:
+            s = self.stats
+            z = (batch["eef_pos"][:, 2:3] - s.height_lo) / (s.height_hi - s.height_lo)
+            f = f + self.height_embed(z)[..., None, None]
         if self.offset_embed is not None:
             cells = geometry.grid_uv(g, c.image_size, f.device)
             off = (cells[None] - batch["eef_uv"][:, None]) / c.image_size
