@@ -175,6 +175,17 @@ def test_para_factored_volume_is_a_distribution():
     assert torch.allclose(vol.flatten(2).logsumexp(-1), torch.zeros(4, W), atol=1e-4)
 
 
+def test_para_sees_the_eef_height_only_when_eef_height_is_on():
+    """Two batches that differ only in the EEF's height (same pixel, same image): para's
+    feature map differs with ``eef_height`` and is identical without it."""
+    for on in (True, False):
+        model = build("para", eef_height=on)
+        batch = make_batch(model.config, model.stats, b=2)
+        higher = {**batch, "eef_pos": batch["eef_pos"] + torch.tensor([0.0, 0.0, 0.05])}
+        same = torch.equal(model.features(batch), model.features(higher))
+        assert same != on
+
+
 def test_voxel_autoregressive_off_trains():
     model = build("voxel_rel", autoregressive=False)
     loss, _ = model.loss(make_batch(model.config, model.stats))

@@ -175,6 +175,15 @@ def test_voxel_checkpoints_from_before_the_offset_head_decode_without_it(demos, 
     assert not model.config.offset_head and model.offset_out is None
 
 
+def test_para_checkpoints_from_before_the_eef_height_input_load_without_it(demos, tmp_path):
+    ckpt = tmp_path / "para.pt"
+    train_policy("para", demos, ckpt, steps=1, batch_size=2,
+                 overrides={**TINY, "eef_height": False}, progress=False)
+    _as_older_checkpoint(ckpt, 2, ("eef_height",))
+    model = load_policy(ckpt)
+    assert not model.config.eef_height and model.height_embed is None
+
+
 def test_a_config_that_cannot_decode_is_refused_in_one_line():
     from para_bench.models.base import PolicyConfig
 
