@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
@@ -53,10 +54,30 @@ __all__ = [
     "mcnemar_exact",
     "paired_bootstrap_diff",
     "path_length",
+    "percent",
     "stratified_bootstrap_rate",
     "summarize_success",
     "wilson_interval",
 ]
+
+
+def percent(fraction: float, digits: int = 1) -> str:
+    """A fraction as a percentage string with ``digits`` decimals, exact halves rounded up.
+
+    Every table, figure and export prints rates through this, so one number reads the same
+    everywhere: 23/40 is ``57.5`` (``58`` at 0 digits) although ``100 * 23 / 40`` is
+    57.49999... in binary, and 25/40 is ``63`` at 0 digits where Python's own rounding (to
+    the even neighbour) writes 62.
+
+    Args:
+        fraction: the value in [0, 1] (a rate or an interval bound).
+        digits: decimals to keep.
+    """
+    if fraction is None or math.isnan(fraction):
+        return "-"
+    # 9 decimals first: drops the binary noise of 100 * k / n, keeps every real difference
+    exact = Decimal(repr(round(100 * fraction, 9)))
+    return str(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

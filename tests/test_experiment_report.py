@@ -12,7 +12,7 @@ from para_bench.experiment.report import write_report
 from para_bench.experiment.spec import parse_experiment
 from para_bench.experiment.stages import expand
 from para_bench.experiment.state import StageBook
-from para_bench.metrics import mcnemar_exact, stratified_bootstrap_rate, wilson_interval
+from para_bench.metrics import mcnemar_exact, percent, stratified_bootstrap_rate, wilson_interval
 from para_bench.results.store import RunStore
 from para_bench.suites import get_suite
 from para_bench.types import EpisodeRecord
@@ -143,12 +143,13 @@ def test_matrix_cells_read_k_n_rate_and_interval(report):
     # oracle, one stratum: Wilson
     k, n = 7, N
     lo, hi = wilson_interval(k, n)
-    assert lines["oracle"][0] == f"{k}/{n}  {100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert lines["oracle"][0] == f"{k}/{n}  {percent(k / n)}% [{percent(lo)}, {percent(hi)}]"
     assert lines["oracle"][1].startswith("7/8") and "(1 err)" in lines["oracle"][1]
     # para, two seeds: mean of per-seed rates, stratified bootstrap
     strata = _expected("para", "pos_ood")
     rate, lo, hi = stratified_bootstrap_rate(strata)
-    assert lines["para"][1] == f"4/16  {100 * rate:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+    # half-up: a bound of exactly 1/16 reads 6.3, not Python's 6.2
+    assert lines["para"][1] == f"4/16  {percent(rate)}% [{percent(lo)}, {percent(hi)}]"
     assert lines["*PARA single-frame (seed 001, quoted)*"] == ["*~46%*", "*54%*"]
     assert lines["act"][1].startswith("0/14  0.0% [") and "(2 infeasible)" in lines["act"][1]
     held = md.split("### Held-out scenes")[1].split("###")[0]
@@ -156,7 +157,7 @@ def test_matrix_cells_read_k_n_rate_and_interval(report):
     assert "| 10/40  25.0%" in para  # the pos_ood pattern on 20 val scenes x 2 seeds
     # all failures over two seeds: the bootstrap would collapse to [0, 0]; Wilson instead
     lo, hi = wilson_interval(0, 38)
-    assert f"0/38  0.0% [{100 * lo:.1f}, {100 * hi:.1f}]" in held
+    assert f"0/38  0.0% [{percent(lo)}, {percent(hi)}]" in held
 
 
 def test_paired_comparison_against_para_matches_a_direct_computation(report):

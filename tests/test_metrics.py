@@ -15,9 +15,19 @@ from para_bench.metrics import (
     mcnemar_exact,
     paired_bootstrap_diff,
     path_length,
+    percent,
     summarize_success,
     wilson_interval,
 )
+
+
+def test_percent_rounds_exact_halves_up_despite_binary_noise():
+    # 100 * (23 / 40) is 57.49999999999999 in binary; f"{62.5:.0f}" is "62" (half to even)
+    assert 100 * (23 / 40) < 57.5 and f"{62.5:.0f}" == "62"
+    assert percent(23 / 40) == "57.5" and percent(23 / 40, 0) == "58"
+    assert percent(25 / 40, 0) == "63" and percent(3 / 48) == "6.3"
+    assert percent(2 / 3) == "66.7" and percent(1.0, 0) == "100" and percent(0.0) == "0.0"
+    assert percent(float("nan")) == "-"
 
 
 def test_wilson_extremes_by_hand():

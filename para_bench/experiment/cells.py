@@ -26,6 +26,7 @@ from para_bench.metrics import (
     bootstrap_rate_diff,
     mcnemar_exact,
     paired_bootstrap_diff,
+    percent,
     stratified_bootstrap_rate,
     wilson_interval,
 )
@@ -151,8 +152,8 @@ class Cell:
         """``k/n  p% [lo, hi]`` (percent), or ``-`` without episodes."""
         if not self.n:
             return "-"
-        ci = f"[{100 * self.lo:.1f}, {100 * self.hi:.1f}]"
-        return f"{self.k}/{self.n}  {100 * self.rate:.1f}% {ci}"
+        ci = f"[{percent(self.lo)}, {percent(self.hi)}]"
+        return f"{self.k}/{self.n}  {percent(self.rate)}% {ci}"
 
 
 def row_cell(df: pd.DataFrame, agent: str, setting: str, role: str = "test",

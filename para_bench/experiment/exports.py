@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from para_bench.experiment.cells import Cell
+from para_bench.metrics import percent
 
 if TYPE_CHECKING:
     from para_bench.experiment.report import Report
@@ -67,8 +68,8 @@ def matrix_tex(r: Report) -> str:
             for s in settings:
                 c = r.cell(a, s, "test", d)
                 cells.append("--" if not c.n else
-                             f"{c.k}/{c.n}\\ {100 * c.rate:.1f}\\% "
-                             f"[{100 * c.lo:.1f}, {100 * c.hi:.1f}]")
+                             f"{c.k}/{c.n}\\ {percent(c.rate)}\\% "
+                             f"[{percent(c.lo)}, {percent(c.hi)}]")
             lines.append(" & ".join([a.replace("_", "\\_"), *cells]) + " \\\\")
         if any(s in r.quoted for s in settings):
             lines.append("\\midrule")

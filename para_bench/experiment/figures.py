@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from para_bench.metrics import wilson_interval
+from para_bench.metrics import percent, wilson_interval
 
 if TYPE_CHECKING:
     from para_bench.experiment.report import Report
@@ -57,8 +57,7 @@ def matrix_png(r: Report, path: Path) -> str:
                 c = r.cell(a, s, "test", d)
                 if c.n:
                     grid[i, j] = 100 * c.rate
-                    # rounded from 2 decimals, as cells.csv: 23/40 is 57.5 -> 58, not 57.49999
-                    ax.text(j, i, f"{c.k}/{c.n}\n{round(100 * c.rate, 2):.0f}%", ha="center",
+                    ax.text(j, i, f"{c.k}/{c.n}\n{percent(c.rate, 0)}%", ha="center",
                             va="center", fontsize=8,
                             color="black" if grid[i, j] > 60 else "white")
                 else:

@@ -36,6 +36,7 @@ from para_bench.experiment.progress import fmt_seconds
 from para_bench.experiment.spec import ExperimentSpec
 from para_bench.experiment.stages import Stage
 from para_bench.experiment.state import StageBook, read_json
+from para_bench.metrics import percent
 
 __all__ = ["QUOTED_PARA", "Report", "write_report"]
 
@@ -216,7 +217,7 @@ class Report:
                 rates = [k / n for k, n in ps.values() if n]
                 cells.append("-" if not rates else ", ".join(
                     f"s{seed} {k}/{n}" for seed, (k, n) in ps.items()) +
-                    f" (range {100 * min(rates):.0f}-{100 * max(rates):.0f}%)")
+                    f" (range {percent(min(rates), 0)}-{percent(max(rates), 0)}%)")
             rows.append([a, *cells])
         return _table(header, rows)
 

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from para_bench.metrics import mcnemar_exact, paired_bootstrap_diff, wilson_interval
+from para_bench.metrics import mcnemar_exact, paired_bootstrap_diff, percent, wilson_interval
 from para_bench.results.store import RunStore, find_runs
 
 __all__ = [
@@ -233,8 +233,8 @@ def _success_parts(row: pd.Series) -> tuple[str, str, str]:
     k, n = int(row["k"]), int(row["n"])
     if n == 0:
         return f"{k}/{n}", "-", ""
-    ci = f"[{row['ci_low_pct']:.1f}, {row['ci_high_pct']:.1f}]"
-    return f"{k}/{n}", f"{row['success_pct']:.1f}%", ci
+    ci = f"[{percent(row['ci_low_pct'] / 100)}, {percent(row['ci_high_pct'] / 100)}]"
+    return f"{k}/{n}", f"{percent(k / n)}%", ci
 
 
 def _success_cells(summary: pd.DataFrame, align: bool) -> list[str]:
