@@ -224,6 +224,29 @@ def test_train_keys_cover_the_resolved_recipe():
     assert para.argv[para.argv.index("--steps") + 1] == str(ParaConfig.train_steps)
 
 
+def test_an_option_added_since_and_pinned_off_keeps_the_key_it_had_before(monkeypatch):
+    """A checkpoint trained before an option existed is that option off: a file that pins it
+    off keeps its old train key (its stages stay done); pinning it on changes the key."""
+    from para_bench.agents.para.configuration import ParaConfig
+    from para_bench.experiment import stages as stages_mod
+
+    def key(train: dict) -> str:
+        spec = parse_experiment({**BASE, "train": train})
+        return {s.name: s for s in expand(spec)}["train para pos_ood d10 s0"].key
+
+    off, on = key({"para": {"eef_height": False}}), key({"para": {"eef_height": True}})
+    # the config as it resolved before the option was added: no eef_height field at all
+    real = stages_mod.resolved_config
+
+    def before_the_option(agent, overrides, image_size):
+        config = real(agent, overrides, image_size)
+        return {k: v for k, v in config.items() if not (agent == "para" and k == "eef_height")}
+
+    monkeypatch.setattr(stages_mod, "resolved_config", before_the_option)
+    assert key({"para": {}}) == off != on
+    assert ParaConfig.eef_height  # on by default: the default recipe keys as ``on``
+
+
 def test_ready_stages_launch_so_that_whole_cells_finish_first():
     from para_bench.experiment.scheduler import launch_priority
 

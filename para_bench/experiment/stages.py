@@ -9,7 +9,8 @@ Stage kinds and what their key covers (a sha256 of the JSON of these, 16 hex dig
   of ``N``), with the key a direct collection of ``n`` would have.
 - ``train`` -- one checkpoint per (agent, setting, demos, train seed): the agent, its merged
   ``[train]`` options (trainer options and model config overrides), the model config it
-  resolves to (the model's defaults included, so a changed default recipe retrains), the
+  resolves to (the model's defaults included, so a changed default recipe retrains; an option
+  added since and set to its off value left out, so pinning it off keeps the old key), the
   number of steps, the demos stage's key, the seed and the device.
 - ``evaluate`` -- one run folder per (checkpoint or baseline, split): the train stage's key
   (or the baseline's name), the plan (suite, version, split, tasks, episodes, eval seed:
@@ -158,6 +159,16 @@ def resolved_config(agent: str, overrides: dict[str, Any], image_size: int) -> d
     return cls.from_dict({"image_size": image_size, **overrides}).to_dict()
 
 
+def _keyed_config(model: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as a train key covers it: an option added to the model since, set to
+    its off value, is left out, so a stage that pins it off keeps the key (and the
+    checkpoint and evaluations) it had before the option existed."""
+    from para_bench.models.checkpoint import ADDED_OPTIONS_OFF
+
+    off = ADDED_OPTIONS_OFF.get(model, {})
+    return {k: v for k, v in config.items() if not (k in off and off[k] == v)}
+
+
 def _train_stage(spec: ExperimentSpec, agent: str, setting: str, demos: Stage, seed: int,
                  device: str | None) -> Stage:
     opts = dict(spec.train[agent])
@@ -168,7 +179,8 @@ def _train_stage(spec: ExperimentSpec, agent: str, setting: str, demos: Stage, s
     opts["steps"] = opts["steps"] or config["train_steps"]  # a changed default changes the key
     # keyed by the model, not the variant's name: what produces the checkpoint
     material = {"kind": "train", "agent": model, "demos": demos.key, "seed": seed,
-                "options": {k: v for k, v in opts.items() if k != "set"}, "config": config}
+                "options": {k: v for k, v in opts.items() if k != "set"},
+                "config": _keyed_config(model, config)}
     key = stage_key(material)
     n = demos.meta["demos"]
     name = f"train {agent} {_label(setting)} d{n} s{seed}"
