@@ -227,7 +227,6 @@ def test_train_keys_cover_the_resolved_recipe():
 def test_an_option_added_since_and_pinned_off_keeps_the_key_it_had_before(monkeypatch):
     """A checkpoint trained before an option existed is that option off: a file that pins it
     off keeps its old train key (its stages stay done); pinning it on changes the key."""
-    from para_bench.agents.para.configuration import ParaConfig
     from para_bench.experiment import stages as stages_mod
 
     def key(train: dict) -> str:
@@ -244,7 +243,8 @@ def test_an_option_added_since_and_pinned_off_keeps_the_key_it_had_before(monkey
 
     monkeypatch.setattr(stages_mod, "resolved_config", before_the_option)
     assert key({"para": {}}) == off != on
-    assert ParaConfig.eef_height  # on by default: the default recipe keys as ``on``
+    monkeypatch.undo()
+    assert key({"para": {}}) == off  # today's default (off) keeps the key too
 
 
 def test_ready_stages_launch_so_that_whole_cells_finish_first():

@@ -67,6 +67,7 @@ CENTRE_SHIFTS = (0.0, -0.015, 0.015, -0.025, 0.025)  # metres along a centre gra
 CENTRE_EDGE = 0.015  # metres a shifted centre grasp stays in from the object's end
 SQUARE_DEG = 10.0  # degrees an object's axis may turn off the world's and still be shifted
 REACH_WEIGHT = 3.0  # side-choice penalty per metre beyond REACH_XY (clearances are in metres)
+RIM_SIDE_MARGIN = 0.0  # metres: a rim side this close to the best score, earlier in RIM_SIDES, wins
 
 
 # rim grasp candidates: (direction from the bowl's centre to the grasped wall, wrist yaw)
@@ -135,7 +136,7 @@ class OracleAgent(BaseAgent):
             if np.all(center[:2] > a[:2]) and np.all(center[:2] < b[:2]) and hi[2] < b[2]:
                 outward = center[:2] - (a[:2] + b[:2]) / 2
                 outward /= max(float(np.linalg.norm(outward)), 1e-9)
-        best, best_clear = None, -np.inf
+        scored = []  # (clearance score, rim point, wrist yaw, direction), in RIM_SIDES order
         for direction, yaw in sides:
             d = np.array([*direction, 0.0])
             reach = half[1] if direction[0] == 0 else half[0]
@@ -149,9 +150,10 @@ class OracleAgent(BaseAgent):
             # where the EEF ends up when the object sits on the target: keep it in reach
             place_xy = np.asarray(info["object_poses"][target][:2]) + (p - center)[:2]
             clear -= REACH_WEIGHT * max(0.0, max(_reach(p), _reach(place_xy)) - REACH_XY)
-            if clear > best_clear:
-                best, best_clear = (p, yaw, direction), clear
-        p, yaw, side = best
+            scored.append((clear, p, yaw, direction))
+        # the first side (in RIM_SIDES order) within RIM_SIDE_MARGIN of the best score
+        top = max(c for c, *_ in scored)
+        _, p, yaw, side = next(x for x in scored if x[0] >= top - RIM_SIDE_MARGIN)
         # a tilted bowl's rim is lower on the side its opening faces: the rim point in
         # horizontal direction d sits about r * (|u_h| + d . u_h) below the box top, with
         # u_h the horizontal part of the bowl's axis and r its radius
