@@ -228,3 +228,26 @@ def test_finished_stages_of_another_folder_are_reused_not_run_again(tmp_path):
         assert book.state(s) == "done"
         assert book.marker(s)["reused_from"] == str(first.resolve())
     assert _adopt(stages, second, (first,)) == {}  # nothing left to take
+
+
+def test_a_stage_with_the_same_key_under_another_name_is_reused_under_its_own(tmp_path):
+    """An ablation variant whose options equal another experiment's agent has that stage's
+    key (the same inputs): it is copied, under this experiment's name and output path."""
+    import dataclasses
+
+    from para_bench.experiment.run import _adopt
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    a = fake_stage("a")
+    assert run(first, [a], jobs=1)[0] == 0
+    variant = dataclasses.replace(a, name="demos a_variant", output=f"out/a_variant.{a.key}",
+                                  meta={**a.meta, "agent": "a_variant"})
+    other = fake_stage("a", salt="other inputs")  # another key: never a twin
+    assert _adopt([variant, other], second, (first,)) == {"demos a_variant": str(first)}
+    book = StageBook(second)
+    assert book.state(variant) == "done" and book.state(other) == "todo"
+    marker = book.marker(variant)
+    assert marker["name"] == "demos a_variant" and marker["output"] == variant.output
+    assert marker["meta"]["agent"] == "a_variant"
+    assert (second / variant.output).read_bytes() == (first / a.output).read_bytes()
+

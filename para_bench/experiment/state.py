@@ -13,6 +13,7 @@ the rebuilt output's content equals the lost one's (:func:`content_digest`).
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -211,34 +212,54 @@ class StageBook:
         return read_json(self.dir / f"{stage.stem}.train.json") or \
             read_json(self.root / (stage.output[:-len(".pt")] + ".train.json"))
 
+    def twin(self, stage: Stage) -> Stage | None:
+        """``stage`` as this folder finished it: the stage itself, or a stage of the same
+        kind and key (the same inputs, so the same output) under another name -- e.g. an
+        ablation variant whose options make it another experiment's agent. None unless
+        done here."""
+        if self.state(stage) == "done":
+            return stage
+        for path in sorted(self.dir.glob(f"*.{stage.key}.done.json")):
+            m = read_json(path)
+            if not m or m.get("key") != stage.key or m.get("kind") != stage.kind:
+                continue
+            out = Path(m["output"])
+            other = dataclasses.replace(stage, name=m["name"], output=m["output"],
+                                        work=str(out.parent / ".partial" / out.name))
+            if self.state(other) == "done":
+                return other
+        return None
+
     def adopt(self, stage: Stage, source: Path) -> bool:
         """Copies ``stage``'s finished output from another experiment folder (the same
-        stage: same name and key, so the same inputs) and marks it done here, with
-        ``reused_from``. Returns False (and does nothing) unless the stage is to do here
-        and done there."""
+        stage, or its :meth:`twin` there: same key, so the same inputs) and marks it done
+        here, with ``reused_from``. Returns False (and does nothing) unless the stage is to
+        do here and done there."""
         import shutil
 
         other = StageBook(source)
-        m = other.marker(stage)
-        if self.state(stage) != "todo" or m is None or other.state(stage) != "done":
+        there = other.twin(stage) if self.state(stage) == "todo" else None
+        if there is None:
             return False
-        src, dst = other.root / stage.output, self.root / stage.output
+        m = other.marker(there)
+        src, dst = other.root / there.output, self.root / stage.output
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dst, dirs_exist_ok=True)
         else:
             shutil.copy2(src, dst)
-        for side in stage.side_files():  # moved next to the output when it finished
-            name = Path(side).name
-            if (src.parent / name).exists():
-                shutil.copy2(src.parent / name, dst.parent / name)
-        summary = other.dir / f"{stage.stem}.train.json"
+        # moved next to the output when it finished; named after this stage here
+        for mine, theirs in zip(stage.side_files(), there.side_files(), strict=True):
+            if (src.parent / Path(theirs).name).exists():
+                shutil.copy2(src.parent / Path(theirs).name, dst.parent / Path(mine).name)
+        summary = other.dir / f"{there.stem}.train.json"
         if summary.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(summary, self.dir / summary.name)
+            shutil.copy2(summary, self.dir / f"{stage.stem}.train.json")
         st = _output_file(stage, self.root).stat()
         write_json_atomic(self.done_path(stage), {
-            **m, "mtime_ns": st.st_mtime_ns, "reused_from": str(Path(source).resolve())})
+            **m, "name": stage.name, "output": stage.output, "meta": stage.meta,
+            "mtime_ns": st.st_mtime_ns, "reused_from": str(Path(source).resolve())})
         return True
 
     def all_markers(self) -> list[dict]:
