@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--out", required=True, help="HDF5 file to write (resumes if it exists)")
     col.add_argument("--physics", choices=PHYSICS_LOOPS, default="fast",
                      help="control-step loop: fast (default) or robosuite's own (audits)")
+    col.add_argument("--rim-side-margin", type=float, default=0.0, metavar="M",
+                     help="the oracle takes the first rim side (+y, -y, +x, -x) whose score is "
+                          "within M metres of the best (default 0: the best)")
     col.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tr = sub.add_parser("train", help="train a policy on collected demos")
@@ -243,7 +246,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     print(f"para-bench: oracle demos on {suite.name}/{args.split}: {len(plan)} episodes -> "
           f"{args.out}", file=sys.stderr)
     counts = collect(plan, args.out, image_size=args.image_size, max_steps=args.max_steps,
-                     progress=not args.quiet, physics=args.physics)
+                     progress=not args.quiet, physics=args.physics,
+                     rim_side_margin=args.rim_side_margin)
     print(f"wrote {counts['written']} demos ({counts['failed']} oracle failures dropped, "
           f"{counts['skipped']} already there) to {args.out}")
     return 0

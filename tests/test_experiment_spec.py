@@ -89,6 +89,26 @@ def test_a_subset_of_demos_has_the_key_of_a_direct_collection():
     assert sweep[name].key == direct[name].key and sweep[name].output == direct[name].output
 
 
+def test_the_oracles_rim_side_margin_keys_new_demos_and_leaves_old_keys_alone():
+    """0 (the default, written out or not) keeps the keys demos had before the option; a
+    margin makes other demos, collected with it (and the stages downstream follow)."""
+    plain = {s.name: s for s in expand(parse_experiment(BASE))}
+    zero = {s.name: s for s in expand(parse_experiment({**BASE,
+                                                        "collect": {"rim_side_margin": 0}}))}
+    margin = {s.name: s for s in expand(parse_experiment({
+        **BASE, "collect": {"rim_side_margin": 0.03}}))}
+    name = "demos in_dist d25 c0"
+    assert "rim_side_margin" not in plain[name].material
+    assert zero[name].key == plain[name].key and zero[name].argv == plain[name].argv
+    assert margin[name].key != plain[name].key
+    argv = margin[name].argv
+    assert argv[argv.index("--rim-side-margin") + 1] == "0.03"
+    train = "train para in_dist d25 s0"
+    assert margin[train].key != plain[train].key
+    with pytest.raises(ExperimentError, match="rim_side_margin must be in"):
+        parse_experiment({**BASE, "collect": {"rim_side_margin": 0.5}})
+
+
 def test_plan_of_fewer_episodes_is_a_prefix():
     """What makes a demos subset equal to a direct collection."""
     from para_bench.suites import get_suite

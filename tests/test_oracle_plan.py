@@ -15,8 +15,8 @@ def _info(extents):
     return {"object_extents": extents, "object_poses": poses}
 
 
-def _agent():
-    agent = OracleAgent()
+def _agent(rim_side_margin: float = 0.0):
+    agent = OracleAgent(rim_side_margin=rim_side_margin)
     agent.reset({"benchmark": "libero_object", "task_id": 1}, seed=0)
     return agent
 
@@ -63,16 +63,13 @@ def test_a_turned_object_is_not_shifted_off_its_body():
     assert np.allclose(plan["point"][:2], [0.04, 0.0])
 
 
-def test_a_rim_side_within_the_margin_of_the_best_loses_to_the_earlier_side(monkeypatch):
+def test_a_rim_side_within_the_margin_of_the_best_loses_to_the_earlier_side():
     """A bowl with a neighbour 1 cm nearer its +y wall than its -y wall: the clearest side
     (-y) wins without a margin; with a 2 cm margin the earlier side in RIM_SIDES (+y) does,
     and a neighbour that leaves +y no room still loses it."""
-    import para_bench.agents.oracle as oracle
-
     bowl = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.05))
 
     def side(gap_plus_y: float, gap_minus_y: float, margin: float) -> tuple:
-        monkeypatch.setattr(oracle, "RIM_SIDE_MARGIN", margin)
         near = ((-0.2, 0.05 + 0.04 + gap_plus_y, 0.0), (0.2, 0.3, 0.1))  # beyond +y
         far = ((-0.2, -0.3, 0.0), (0.2, -0.05 - 0.04 - gap_minus_y, 0.1))  # beyond -y
         left = ((-0.2, -0.2, 0.0), (-0.05 - 0.04 - 0.005, 0.2, 0.1))  # beyond -x
@@ -80,7 +77,7 @@ def test_a_rim_side_within_the_margin_of_the_best_loses_to_the_earlier_side(monk
         plate = ((-0.36, -0.05, 0.0), (-0.26, 0.05, 0.01))  # the target, within reach
         info = _info({"bowl": bowl, "near": near, "far": far, "left": left, "right": right,
                       "plate": plate})
-        return _agent()._plan_grasp("bowl", "plate", info)["side"]
+        return _agent(margin)._plan_grasp("bowl", "plate", info)["side"]
 
     assert side(0.02, 0.03, 0.0) == (0, -1)
     assert side(0.02, 0.03, 0.02) == (0, 1)

@@ -257,3 +257,8 @@ def test_collect_redoes_a_demo_torn_by_a_kill_and_keeps_whole_ones(tmp_path, mon
     with h5py.File(out) as f:
         assert [f[f"data/demo_{i}"].attrs["episode_id"] for i in range(3)] == \
             [s.episode_id for s in plan]
+        assert f["data"].attrs["oracle_rim_side_margin"] == 0.0
+    rolled.clear()  # the oracle's rim-side margin is pinned: another one is refused
+    with pytest.raises(ValueError, match="oracle_rim_side_margin"):
+        collect_mod.collect(plan, out, image_size=S, progress=False, rim_side_margin=0.03)
+    assert rolled == []

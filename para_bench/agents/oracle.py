@@ -11,7 +11,9 @@ Grasp: objects narrower than the gripper opening are grasped at their centre, cl
 across their narrow side (shifted along the long side where the hand would come down on a
 taller neighbour); wider ones (bowls, ramekins) by the rim, fingers half closed,
 one finger inside, on the side with the most free space that keeps the EEF within reach
-(and, in a drawer, across the drawer); a tilted bowl is grasped at its rim's height on
+(and, in a drawer, across the drawer; with ``rim_side_margin``, the first side in a fixed
+order whose score is that close to the best, so near-ties do not flip the side from scene
+to scene); a tilted bowl is grasped at its rim's height on
 that side. Carry: at the lowest height that clears what lies between object and target.
 Place: the object's body over the target's body, released just above its top.
 
@@ -67,7 +69,7 @@ CENTRE_SHIFTS = (0.0, -0.015, 0.015, -0.025, 0.025)  # metres along a centre gra
 CENTRE_EDGE = 0.015  # metres a shifted centre grasp stays in from the object's end
 SQUARE_DEG = 10.0  # degrees an object's axis may turn off the world's and still be shifted
 REACH_WEIGHT = 3.0  # side-choice penalty per metre beyond REACH_XY (clearances are in metres)
-RIM_SIDE_MARGIN = 0.0  # metres: a rim side this close to the best score, earlier in RIM_SIDES, wins
+RIM_SIDE_MARGIN = 0.0  # default rim_side_margin (metres): the best-scoring side
 
 
 # rim grasp candidates: (direction from the bowl's centre to the grasped wall, wrist yaw)
@@ -84,6 +86,16 @@ class OracleAgent(BaseAgent):
     """Scripted expert for ``on`` / ``in`` goals; see the module docstring."""
 
     requirements = AgentRequirements(privileged=True, control="servo")
+
+    def __init__(self, rim_side_margin: float = RIM_SIDE_MARGIN) -> None:
+        """Args:
+            rim_side_margin: metres; a rim side whose score is within this of the best,
+                earlier in ``RIM_SIDES`` (+y, -y, +x, -x), is taken (0: the best).
+        """
+        super().__init__()
+        if not 0.0 <= rim_side_margin < 0.1:
+            raise ValueError(f"rim_side_margin must be in [0, 0.1) metres, not {rim_side_margin}")
+        self.rim_side_margin = float(rim_side_margin)
 
     def reset(self, task: dict[str, Any], seed: int) -> None:
         super().reset(task, seed)
@@ -151,9 +163,9 @@ class OracleAgent(BaseAgent):
             place_xy = np.asarray(info["object_poses"][target][:2]) + (p - center)[:2]
             clear -= REACH_WEIGHT * max(0.0, max(_reach(p), _reach(place_xy)) - REACH_XY)
             scored.append((clear, p, yaw, direction))
-        # the first side (in RIM_SIDES order) within RIM_SIDE_MARGIN of the best score
+        # the first side (in RIM_SIDES order) within the margin of the best score
         top = max(c for c, *_ in scored)
-        _, p, yaw, side = next(x for x in scored if x[0] >= top - RIM_SIDE_MARGIN)
+        _, p, yaw, side = next(x for x in scored if x[0] >= top - self.rim_side_margin)
         # a tilted bowl's rim is lower on the side its opening faces: the rim point in
         # horizontal direction d sits about r * (|u_h| + d . u_h) below the box top, with
         # u_h the horizontal part of the bowl's axis and r its radius

@@ -11,7 +11,7 @@ An experiment file names what to train, on which settings, and how to evaluate i
     train_seeds = [0]
     episodes = 40                                               # test episodes per cell, task
 
-    [collect]        # seed (0), image_size (128), max_steps (600)
+    [collect]        # seed (0), image_size (128), max_steps (600), rim_side_margin (0.0)
     [train]          # steps, batch_size, lr, device, max_minutes, + any model config field
     [train.para]     #   per-agent overrides
     [variants]       # ablations: a named variant of a trainable agent, listed in ``agents``
@@ -45,7 +45,8 @@ __all__ = ["ExperimentError", "ExperimentSpec", "load_experiment", "parse_experi
 
 TOP_KEYS = ("name", "description", "tasks", "agents", "baselines", "settings", "demos",
             "train_seeds", "episodes", "collect", "train", "eval", "variants")
-COLLECT_DEFAULTS: dict[str, Any] = {"seed": 0, "image_size": 128, "max_steps": 600}
+COLLECT_DEFAULTS: dict[str, Any] = {"seed": 0, "image_size": 128, "max_steps": 600,
+                                    "rim_side_margin": 0.0}
 #: trainer options of ``para-bench train`` (every other [train] key is a model config field)
 TRAINER_DEFAULTS: dict[str, Any] = {"steps": None, "batch_size": 32, "lr": 1e-3,
                                     "device": "cpu", "max_minutes": None}
@@ -60,7 +61,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "batch_size": (int,), "lr": (float, int), "device": (str,), "max_minutes": (float, int),
     "control": (str,), "zero_rotation": (bool,), "action_scale": (float, int),
     "coverage": (bool,), "episode_timeout": (float, int), "heldout_split": (str,),
-    "heldout_episodes": (int,), "episodes": (int,),
+    "heldout_episodes": (int,), "episodes": (int,), "rim_side_margin": (float, int),
 }
 _POSITIVE = {"image_size", "max_steps", "steps", "batch_size", "lr", "max_minutes",
              "action_scale", "episode_timeout", "heldout_episodes", "episodes"}
@@ -85,7 +86,8 @@ class ExperimentSpec:
         settings: suite names; each is trained on its ``train`` split, tested on ``test``.
         demos: collected demos (episodes attempted) per setting; several = a sweep.
         train_seeds: training seeds; several = seed variance, aggregated in the report.
-        collect: ``seed``, ``image_size``, ``max_steps`` of ``para-bench collect``.
+        collect: ``seed``, ``image_size``, ``max_steps``, ``rim_side_margin`` of
+            ``para-bench collect``.
         train: agent -> merged training options: the trainer's (``steps``, ``batch_size``,
             ``lr``, ``device``, ``max_minutes``) and ``set``, the model config overrides.
         eval: setting -> merged evaluation options (:data:`EVAL_DEFAULTS` + ``episodes``).
@@ -305,6 +307,8 @@ def _option(key: str, value: Any, where: str) -> Any:
     value = _typed(value, _TYPES[key], f"{where}: {key}")
     if key in _POSITIVE and not value > 0:
         raise ExperimentError(f"{where}: {key} must be > 0, got {value}")
+    if key == "rim_side_margin" and not 0 <= value < 0.1:
+        raise ExperimentError(f"{where}: rim_side_margin must be in [0, 0.1) metres, got {value}")
     if key == "seed" and value < 0:
         raise ExperimentError(f"{where}: seed must be >= 0, got {value}")
     if key == "control" and value not in CONTROL_MODES:

@@ -3,10 +3,11 @@
 Stage kinds and what their key covers (a sha256 of the JSON of these, 16 hex digits):
 
 - ``collect`` -- oracle demos for one (setting, demos, collection seed): the train split's
-  episode plan (suite name, version, tasks, episodes, seed: its ``plan_hash``), image size
-  and step limit. Smaller counts of a demos sweep are ``subset`` stages: the first ``n``
-  episodes of the largest collection (the plan of ``n`` episodes is a prefix of the plan
-  of ``N``), with the key a direct collection of ``n`` would have.
+  episode plan (suite name, version, tasks, episodes, seed: its ``plan_hash``), image size,
+  step limit and the oracle's rim-side margin (when not 0). Smaller counts of a demos sweep
+  are ``subset`` stages: the first ``n`` episodes of the largest collection (the plan of
+  ``n`` episodes is a prefix of the plan of ``N``), with the key a direct collection of
+  ``n`` would have.
 - ``train`` -- one checkpoint per (agent, setting, demos, train seed): the agent, its merged
   ``[train]`` options (trainer options and model config overrides), the model config it
   resolves to (the model's defaults included, so a changed default recipe retrains; an option
@@ -129,6 +130,9 @@ def _demos_stages(spec: ExperimentSpec, setting: str) -> dict[int, Stage]:
     for n in sorted(spec.demos, reverse=True):
         material = {"kind": "demos", **_plan_material(setting, "train", tasks, n, c["seed"]),
                     "image_size": c["image_size"], "max_steps": c["max_steps"]}
+        margin = c.get("rim_side_margin", 0.0)
+        if margin:  # the oracle's default (0) leaves the keys of earlier demos as they were
+            material["rim_side_margin"] = margin
         key = stage_key(material)
         name = f"demos {label} d{n} c{c['seed']}"
         stem = "-".join(name.split()[1:])
@@ -137,7 +141,7 @@ def _demos_stages(spec: ExperimentSpec, setting: str) -> dict[int, Stage]:
             argv = ["para-bench", "collect", "--suite", _suite_arg(setting), "--split", "train",
                     "--tasks", ",".join(tasks), "--episodes", str(n), "--seed", str(c["seed"]),
                     "--image-size", str(c["image_size"]), "--max-steps", str(c["max_steps"]),
-                    "--out", work]
+                    "--out", work] + (["--rim-side-margin", repr(margin)] if margin else [])
             kind, deps = "collect", ()
         else:
             src = out[top]

@@ -125,10 +125,12 @@ def repair_demo_file(path: str | Path) -> bool:
 
 def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
             max_steps: int = 600, progress: bool = True,
-            physics: str = "fast") -> dict[str, int]:
+            physics: str = "fast", rim_side_margin: float = 0.0) -> dict[str, int]:
     """Collects oracle demos for a plan into an HDF5 file (resumable).
 
-    ``physics`` is the env's control-step loop (``fast`` or ``robosuite``).
+    ``physics`` is the env's control-step loop (``fast`` or ``robosuite``);
+    ``rim_side_margin`` the oracle's (metres, see :class:`~para_bench.agents.oracle.OracleAgent`),
+    kept in the file: a file is resumed only with the margin it was started with.
 
     Returns:
         ``{"written": n, "failed": n, "skipped": n}`` for this invocation.
@@ -145,16 +147,17 @@ def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
     if is_evaluation_split(head.split):
         raise ValueError(f"collect: split {head.split!r} of {head.suite} holds evaluation "
                          "scenes; collect demos on a train split")
+    oracle = make_agent("oracle", rim_side_margin=rim_side_margin)  # bad options: no file
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(out, "a") as f:
         data = f.require_group("data")
-        pinned = {"suite": head.suite, "split": head.split, "image_size": image_size}
+        pinned = {"suite": head.suite, "split": head.split, "image_size": image_size,
+                  "oracle_rim_side_margin": float(rim_side_margin)}
         for key, value in pinned.items():
             if key in data.attrs and data.attrs[key] != value:
                 raise ValueError(f"{out} holds demos of {key}={data.attrs[key]!r}, not "
                                  f"{value!r}; use another --out")
-        oracle = make_agent("oracle")
         control = oracle.requirements.control or "servo"
         quality = oracle.requirements.render_quality or "fast"  # what EnvPool renders with
         data.attrs.update({**pinned, "image_origin": "top", "para_bench_version": __version__,
