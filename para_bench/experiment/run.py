@@ -107,8 +107,9 @@ def run_experiment(spec: ExperimentSpec, stages: list[Stage], root: Path,
 
 
 def _adopt(stages: list[Stage], root: Path, sources: tuple[Path, ...]) -> dict[str, str]:
-    """Copies the stages finished in other experiment folders (same name and key: the
-    same inputs) instead of running them again; returns stage name -> source folder."""
+    """Copies the stages finished in other experiment folders (same key: the same inputs;
+    under another name too) instead of running them again; returns stage name -> source
+    folder."""
     from para_bench.experiment.state import StageBook
 
     book, adopted = StageBook(root), {}
