@@ -251,3 +251,30 @@ def test_a_stage_with_the_same_key_under_another_name_is_reused_under_its_own(tm
     assert marker["meta"]["agent"] == "a_variant"
     assert (second / variant.output).read_bytes() == (first / a.output).read_bytes()
 
+
+
+def test_a_reused_training_brings_its_side_files_under_this_stages_name(tmp_path):
+    """The summary, loss curve and overlay lie next to the finished checkpoint; adopted under
+    another name (a variant), they are renamed with it."""
+    import dataclasses
+
+    from para_bench.experiment.run import _adopt
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = fake_stage("a")
+    key = base.key
+    trained = dataclasses.replace(base, kind="train", name="train a",
+                                  output=f"checkpoints/a.{key}.pt",
+                                  work=f"checkpoints/.partial/a.{key}.pt")
+    for path in (trained.output, *trained.output_side_files()):
+        (first / path).parent.mkdir(parents=True, exist_ok=True)
+        (first / path).write_text(Path(path).name)
+    StageBook(first).write_done(trained, {"duration_s": 1.0})
+    variant = dataclasses.replace(trained, name="train a_variant",
+                                  output=f"checkpoints/a_variant.{key}.pt",
+                                  work=f"checkpoints/.partial/a_variant.{key}.pt")
+    assert _adopt([variant], second, (first,)) == {"train a_variant": str(first)}
+    for mine, theirs in zip(variant.output_side_files(), trained.output_side_files(),
+                            strict=True):
+        assert "a_variant." in mine
+        assert (second / mine).read_text() == Path(theirs).name

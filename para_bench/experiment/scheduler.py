@@ -297,11 +297,9 @@ class Scheduler:
         if not work.is_file():
             return f"{stage.work} was not written"
         out.parent.mkdir(parents=True, exist_ok=True)
-        for side in stage.side_files():
-            src = self.root / side
+        for side, final in zip(stage.side_files(), stage.output_side_files(), strict=True):
+            src, dst = self.root / side, self.root / final
             if src.is_file():
-                suffix = side[len(stage.work) - len(".pt"):]  # .train.json, .loss.png, ...
-                dst = self.root / (stage.output[:-len(".pt")] + suffix)
                 os.replace(src, dst)
                 if dst.name.endswith(".train.json"):
                     shutil.copyfile(dst, self.book.dir / f"{stage.stem}.train.json")

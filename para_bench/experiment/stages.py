@@ -50,6 +50,10 @@ EVAL_OUTCOME_SETTINGS = ("control", "zero_rotation", "max_steps", "action_scale"
                          "coverage", "episode_timeout")
 
 
+#: what ``para-bench train`` writes next to ``<out>.pt``
+TRAIN_SIDE_SUFFIXES = (".train.json", ".loss.png", ".overlay.png")
+
+
 @dataclass
 class Stage:
     """One cached unit of work.
@@ -91,10 +95,17 @@ class Stage:
     def side_files(self) -> list[str]:
         """Files written next to the work output that move with it (train: the summary,
         loss curve and overlay next to ``ckpt.pt``)."""
+        return self._beside(self.work)
+
+    def output_side_files(self) -> list[str]:
+        """The :meth:`side_files` where they lie once the stage is done: next to
+        ``output``, in the same order."""
+        return self._beside(self.output)
+
+    def _beside(self, path: str) -> list[str]:
         if self.kind != "train":
             return []
-        base = self.work[:-len(".pt")]
-        return [base + ext for ext in (".train.json", ".loss.png", ".overlay.png")]
+        return [path[:-len(".pt")] + ext for ext in TRAIN_SIDE_SUFFIXES]
 
 
 def stage_key(material: dict[str, Any]) -> str:

@@ -223,9 +223,8 @@ class StageBook:
             m = read_json(path)
             if not m or m.get("key") != stage.key or m.get("kind") != stage.kind:
                 continue
-            out = Path(m["output"])
-            other = dataclasses.replace(stage, name=m["name"], output=m["output"],
-                                        work=str(out.parent / ".partial" / out.name))
+            # only its name and output are known here (its work path was another folder's)
+            other = dataclasses.replace(stage, name=m["name"], output=m["output"], work="")
             if self.state(other) == "done":
                 return other
         return None
@@ -249,9 +248,10 @@ class StageBook:
         else:
             shutil.copy2(src, dst)
         # moved next to the output when it finished; named after this stage here
-        for mine, theirs in zip(stage.side_files(), there.side_files(), strict=True):
-            if (src.parent / Path(theirs).name).exists():
-                shutil.copy2(src.parent / Path(theirs).name, dst.parent / Path(mine).name)
+        for mine, theirs in zip(stage.output_side_files(), there.output_side_files(),
+                                strict=True):
+            if (other.root / theirs).exists():
+                shutil.copy2(other.root / theirs, self.root / mine)
         summary = other.dir / f"{there.stem}.train.json"
         if summary.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
