@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--action-scale", type=float, default=1.0)
     run.add_argument("--image-size", type=positive_int, default=128)
     run.add_argument("--checkpoint", default=None)
+    run.add_argument("--agent-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="keyword argument of the agent's constructor (VALUE as JSON), e.g. "
+                          "--agent-arg rim_side_margin=0 for the oracle; kept in the run's "
+                          "identity")
     run.add_argument("--no-coverage", action="store_true",
                      help="skip the oracle reference runs behind free-space coverage")
     run.add_argument("--render-quality", choices=("fast", "libero"), default=None,
@@ -185,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(INSTALL_HINT)
     elif args.ray_address:
         raise UsageError("--ray-address needs --executor ray")
-    agent_kwargs = {}
+    agent_kwargs = _agent_args(factory, args)
     if args.checkpoint:
         if not os.path.isfile(args.checkpoint):
             raise UsageError(f"checkpoint {args.checkpoint}: no such file")
@@ -253,17 +257,41 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overrides(items: list[str]) -> dict:
+def _overrides(items: list[str], flag: str = "--set") -> dict:
+    """``KEY=VALUE`` items as a dict; VALUE read as JSON where it parses, else a string."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+            raise UsageError(f"{flag} takes KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def _agent_args(factory: object, args: argparse.Namespace) -> dict:
+    """``--agent-arg`` items, checked against the agent's constructor before anything runs."""
+    import inspect
+
+    given = _overrides(args.agent_arg, "--agent-arg")
+    if "checkpoint" in given:
+        raise UsageError("give the checkpoint with --checkpoint, not --agent-arg")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C factory: let it judge its arguments
+        return given
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return given
+    takes = sorted(k for k, p in params.items() if p.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and k != "checkpoint")
+    unknown = sorted(set(given) - set(takes))
+    if unknown:
+        raise UsageError(f"--agent-arg {', '.join(unknown)}: {args.agent} takes "
+                         f"{', '.join(takes) if takes else 'no arguments'}")
+    return given
 
 
 def cmd_train(args: argparse.Namespace) -> int:

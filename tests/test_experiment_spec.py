@@ -105,6 +105,14 @@ def test_the_oracles_rim_side_margin_keys_new_demos_and_leaves_old_keys_alone():
     assert argv[argv.index("--rim-side-margin") + 1] == "0.03"
     train = "train para in_dist d25 s0"
     assert margin[train].key != plain[train].key
+    # the oracle row is the demonstrator: run with the same margin, keyed by it when not 0
+    oracle = "eval oracle in_dist/test"
+    assert "oracle_rim_side_margin" not in plain[oracle].material
+    assert zero[oracle].key == plain[oracle].key
+    assert margin[oracle].material["oracle_rim_side_margin"] == 0.03
+    argv = margin[oracle].argv
+    assert argv[argv.index("--agent-arg") + 1] == "rim_side_margin=0.03"
+    assert "--agent-arg" not in margin["eval para in_dist/test d25 s0"].argv
     with pytest.raises(ExperimentError, match="rim_side_margin must be in"):
         parse_experiment({**BASE, "collect": {"rim_side_margin": 0.5}})
 

@@ -66,6 +66,22 @@ def test_cli_refuses_a_changed_max_steps_in_one_line(tmp_path, capsys):
     assert len(err) == 1 and "holds another run" in err[0] and "max_steps 1 -> 300" in err[0]
 
 
+def test_agent_args_are_checked_and_bound_to_the_run(tmp_path, capsys):
+    """--agent-arg reaches the agent's constructor and the run's identity; an argument the
+    agent does not take is one line, before anything runs."""
+    args = ["run", "--agent", "oracle", "--suite", "in_dist", "--episodes", "1",
+            "--no-coverage", "--quiet", "--out", str(tmp_path / "run")]
+    assert cli.main([*args, "--agent-arg", "margin=0.03"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--agent-arg margin: oracle takes rim_side_margin" in err[0]
+    assert cli.main([*args, "--agent-arg", "rim_side_margin"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    RunStore(tmp_path / "run").write_manifest({"format": 2, "identity": {"agent_args": {}}})
+    assert cli.main([*args, "--agent-arg", "rim_side_margin=0.03"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert len(err) == 1 and 'agent_args {} -> {"rim_side_margin"' in err[0]
+
+
 def test_retry_errors_reruns_only_errored_episodes(tmp_path):
     plan = get_suite("pos_ood").plan("test", episodes=6)
     ckpt = _ckpt(tmp_path / "ckpt.json")

@@ -8,6 +8,9 @@ scale, zero rotation, physics loop): a changed oracle or setting never reads a s
 An oracle failure is cached (as an empty array: "no reference") only under the default
 step limit or more, so a short smoke run (``--max-steps 50``) cannot poison later runs.
 References are computed before an episode starts, outside its timing and timeout.
+The reference oracle takes the best-scoring rim side (:data:`REFERENCE_RIM_SIDE_MARGIN`),
+whatever margin the run's demos were collected with, so coverage stays comparable across
+runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from para_bench.evaluation.env_pool import EnvPool
 from para_bench.types import EpisodeSpec
 
 DEFAULT_MAX_STEPS = 600
+REFERENCE_RIM_SIDE_MARGIN = 0.0  # the reference oracle's rim_side_margin (metres)
 
 
 @cache
@@ -44,6 +48,8 @@ def reference_key(config: RunConfig) -> str:
            "max_steps": config.max_steps, "action_scale": config.action_scale,
            "zero_rotation": config.zero_rotation,
            "physics": getattr(config, "physics", None)}
+    if REFERENCE_RIM_SIDE_MARGIN:  # 0 leaves the keys of earlier references as they were
+        key["rim_side_margin"] = REFERENCE_RIM_SIDE_MARGIN
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -77,7 +83,8 @@ class ReferenceCache:
         from para_bench.registry import make_agent
 
         if self._oracle is None:
-            self._oracle, self._pool = make_agent("oracle"), self.pool_factory()
+            self._oracle = make_agent("oracle", rim_side_margin=REFERENCE_RIM_SIDE_MARGIN)
+            self._pool = self.pool_factory()
         try:
             env = self._pool.get(spec, self._oracle.requirements)
             out = run_episode(env, self._oracle, spec)

@@ -87,7 +87,7 @@ class ExperimentSpec:
         demos: collected demos (episodes attempted) per setting; several = a sweep.
         train_seeds: training seeds; several = seed variance, aggregated in the report.
         collect: ``seed``, ``image_size``, ``max_steps``, ``rim_side_margin`` of
-            ``para-bench collect``.
+            ``para-bench collect`` (the margin also of the ``oracle`` baseline's runs).
         train: agent -> merged training options: the trainer's (``steps``, ``batch_size``,
             ``lr``, ``device``, ``max_minutes``) and ``set``, the model config overrides.
         eval: setting -> merged evaluation options (:data:`EVAL_DEFAULTS` + ``episodes``).

@@ -16,7 +16,9 @@ Stage kinds and what their key covers (a sha256 of the JSON of these, 16 hex dig
 - ``evaluate`` -- one run folder per (checkpoint or baseline, split): the train stage's key
   (or the baseline's name), the plan (suite, version, split, tasks, episodes, eval seed:
   ``plan_hash``), every ``[eval]`` setting that can change an outcome, the control path's
-  version and the record format (the run folder's identity refuses anything else). Each learned cell
+  version and the record format (the run folder's identity refuses anything else); for the
+  ``oracle`` row also the ``[collect]`` rim-side margin (when not 0): the experiment's oracle
+  row is its demonstrator. Each learned cell
   has a ``test`` stage and, where the suite has one, a ``heldout`` stage on the
   ``heldout_split`` (held-out scenes of its own training distribution).
 
@@ -225,6 +227,10 @@ def _eval_stage(spec: ExperimentSpec, agent: str, setting: str, split: str, epis
                 "settings": {k: e[k] for k in EVAL_OUTCOME_SETTINGS},
                 "control_path_version": CONTROL_PATH_VERSION,
                 "record_format": RECORD_FORMAT_VERSION}
+    # the oracle row is the experiment's demonstrator: the [collect] table's oracle
+    margin = spec.collect["rim_side_margin"] if model == "oracle" else 0
+    if margin:  # 0 leaves the keys of earlier oracle rows as they were
+        material["oracle_rim_side_margin"] = margin
     key = stage_key(material)
     label = _label(setting)
     cell = f" d{train.meta['demos']} s{train.meta['train_seed']}" if train else ""
@@ -237,6 +243,8 @@ def _eval_stage(spec: ExperimentSpec, agent: str, setting: str, split: str, epis
             "--out", folder]
     if train:
         argv += ["--checkpoint", train.output]
+    if model == "oracle":
+        argv += ["--agent-arg", f"rim_side_margin={json.dumps(margin)}"]
     if e["zero_rotation"]:
         argv.append("--zero-rotation")
     if not e["coverage"]:
