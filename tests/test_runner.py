@@ -235,3 +235,24 @@ def test_physics_loop_reaches_the_env_and_the_manifest(tmp_path):
     with pytest.raises(ResultsFormatError, match="physics"):  # a folder is bound to its loop
         run_plan(plan, RunConfig(agent="test_forward", coverage=False, max_steps=40),
                  tmp_path / "robosuite", env_factory=factory, progress=False)
+
+
+def test_coverage_references_come_from_the_oracle_without_a_rim_side_margin(tmp_path,
+                                                                           monkeypatch):
+    """Coverage compares a run with the oracle's path; that oracle takes the best-scoring
+    rim side whatever the default margin, so coverage stays comparable across runs."""
+    import para_bench.registry as registry
+    from para_bench.evaluation.references import REFERENCE_RIM_SIDE_MARGIN, ReferenceCache
+
+    built = []
+
+    def make_agent(name, **kwargs):
+        built.append((name, kwargs))
+        raise RuntimeError("built")
+
+    monkeypatch.setattr(registry, "make_agent", make_agent)
+    cache = ReferenceCache(tmp_path, RunConfig(agent="noop"), pool_factory=lambda: None)
+    with pytest.raises(RuntimeError, match="built"):
+        cache.get(get_suite("in_dist").plan("test", episodes=1)[0])
+    assert REFERENCE_RIM_SIDE_MARGIN == 0.0
+    assert built == [("oracle", {"rim_side_margin": 0.0})]
