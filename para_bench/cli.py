@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from para_bench.agents.oracle import RIM_SIDE_MARGIN
 from para_bench.argtypes import positive_int
 from para_bench.envs.physics import PHYSICS_LOOPS
 from para_bench.errors import StartupError
@@ -98,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--out", required=True, help="HDF5 file to write (resumes if it exists)")
     col.add_argument("--physics", choices=PHYSICS_LOOPS, default="fast",
                      help="control-step loop: fast (default) or robosuite's own (audits)")
-    col.add_argument("--rim-side-margin", type=float, default=0.0, metavar="M",
+    col.add_argument("--rim-side-margin", type=float, default=RIM_SIDE_MARGIN, metavar="M",
                      help="the oracle takes the first rim side (+y, -y, +x, -x) whose score is "
-                          "within M metres of the best (default 0: the best)")
+                          f"within M metres of the best (default {RIM_SIDE_MARGIN}; 0: the best)")
     col.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tr = sub.add_parser("train", help="train a policy on collected demos")
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, help="HDF5 demos (para-bench collect or LIBERO)")
     tr.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     tr.add_argument("--steps", type=positive_int, default=None,
-                    help="optimisation steps (default: the model's train_steps, 2000 or 4000)")
+                    help="optimisation steps (default: the model's train_steps, sized to fit "
+                         "15 minutes on one core of a 2-core machine)")
     tr.add_argument("--max-minutes", type=float, default=None,
                     help="stop (and save) after this many minutes")
     tr.add_argument("--no-resume", action="store_true",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from para_bench.agents.oracle import RIM_SIDE_MARGIN
 from para_bench.cli import main
 from para_bench.experiment.spec import ExperimentError, load_experiment, parse_experiment
 from para_bench.experiment.stages import expand
@@ -90,29 +91,32 @@ def test_a_subset_of_demos_has_the_key_of_a_direct_collection():
 
 
 def test_the_oracles_rim_side_margin_keys_new_demos_and_leaves_old_keys_alone():
-    """0 (the default, written out or not) keeps the keys demos had before the option; a
-    margin makes other demos, collected with it (and the stages downstream follow)."""
+    """0 (the oracle before the margin) keeps the keys demos had before the option; the
+    default margin, written out or not, makes other demos, collected with it (and the
+    stages downstream follow), and an oracle row run with it."""
     plain = {s.name: s for s in expand(parse_experiment(BASE))}
     zero = {s.name: s for s in expand(parse_experiment({**BASE,
                                                         "collect": {"rim_side_margin": 0}}))}
     margin = {s.name: s for s in expand(parse_experiment({
-        **BASE, "collect": {"rim_side_margin": 0.03}}))}
+        **BASE, "collect": {"rim_side_margin": RIM_SIDE_MARGIN}}))}
     name = "demos in_dist d25 c0"
-    assert "rim_side_margin" not in plain[name].material
-    assert zero[name].key == plain[name].key and zero[name].argv == plain[name].argv
-    assert margin[name].key != plain[name].key
-    argv = margin[name].argv
-    assert argv[argv.index("--rim-side-margin") + 1] == "0.03"
+    assert RIM_SIDE_MARGIN > 0 and "rim_side_margin" not in zero[name].material
+    assert margin[name].key == plain[name].key and margin[name].argv == plain[name].argv
+    assert zero[name].key != plain[name].key
+    for stages, value in ((zero, "0.0"), (margin, repr(RIM_SIDE_MARGIN))):
+        argv = stages[name].argv
+        assert argv[argv.index("--rim-side-margin") + 1] == value
     train = "train para in_dist d25 s0"
-    assert margin[train].key != plain[train].key
+    assert zero[train].key != plain[train].key
     # the oracle row is the demonstrator: run with the same margin, keyed by it when not 0
     oracle = "eval oracle in_dist/test"
-    assert "oracle_rim_side_margin" not in plain[oracle].material
-    assert zero[oracle].key == plain[oracle].key
-    assert margin[oracle].material["oracle_rim_side_margin"] == 0.03
-    argv = margin[oracle].argv
-    assert argv[argv.index("--agent-arg") + 1] == "rim_side_margin=0.03"
-    assert "--agent-arg" not in margin["eval para in_dist/test d25 s0"].argv
+    assert "oracle_rim_side_margin" not in zero[oracle].material
+    assert margin[oracle].key == plain[oracle].key != zero[oracle].key
+    assert plain[oracle].material["oracle_rim_side_margin"] == RIM_SIDE_MARGIN
+    for stages, value in ((zero, "0.0"), (margin, repr(RIM_SIDE_MARGIN))):
+        argv = stages[oracle].argv
+        assert argv[argv.index("--agent-arg") + 1] == f"rim_side_margin={value}"
+    assert "--agent-arg" not in plain["eval para in_dist/test d25 s0"].argv
     with pytest.raises(ExperimentError, match="rim_side_margin must be in"):
         parse_experiment({**BASE, "collect": {"rim_side_margin": 0.5}})
 

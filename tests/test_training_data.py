@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from para_bench.agents.model_agent import gripper_command
+from para_bench.agents.oracle import RIM_SIDE_MARGIN
 from para_bench.envs.camera import intrinsics_from_fovy, look_at, project
 from para_bench.envs.control import OSC_POS_LIMIT
 from para_bench.models.base import PolicyConfig
@@ -257,8 +258,8 @@ def test_collect_redoes_a_demo_torn_by_a_kill_and_keeps_whole_ones(tmp_path, mon
     with h5py.File(out) as f:
         assert [f[f"data/demo_{i}"].attrs["episode_id"] for i in range(3)] == \
             [s.episode_id for s in plan]
-        assert f["data"].attrs["oracle_rim_side_margin"] == 0.0
+        assert f["data"].attrs["oracle_rim_side_margin"] == RIM_SIDE_MARGIN
     rolled.clear()  # the oracle's rim-side margin is pinned: another one is refused
     with pytest.raises(ValueError, match="oracle_rim_side_margin"):
-        collect_mod.collect(plan, out, image_size=S, progress=False, rim_side_margin=0.03)
+        collect_mod.collect(plan, out, image_size=S, progress=False, rim_side_margin=0.0)
     assert rolled == []

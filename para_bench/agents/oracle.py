@@ -69,7 +69,9 @@ CENTRE_SHIFTS = (0.0, -0.015, 0.015, -0.025, 0.025)  # metres along a centre gra
 CENTRE_EDGE = 0.015  # metres a shifted centre grasp stays in from the object's end
 SQUARE_DEG = 10.0  # degrees an object's axis may turn off the world's and still be shifted
 REACH_WEIGHT = 3.0  # side-choice penalty per metre beyond REACH_XY (clearances are in metres)
-RIM_SIDE_MARGIN = 0.0  # default rim_side_margin (metres): the best-scoring side
+# default rim_side_margin (metres): +y and -y walls often score within a few millimetres
+# of each other, and 0 (the best side) flips the side between scenes that look alike
+RIM_SIDE_MARGIN = 0.03
 
 
 # rim grasp candidates: (direction from the bowl's centre to the grasped wall, wrist yaw)
@@ -96,6 +98,7 @@ class OracleAgent(BaseAgent):
         if not 0.0 <= rim_side_margin < 0.1:
             raise ValueError(f"rim_side_margin must be in [0, 0.1) metres, not {rim_side_margin}")
         self.rim_side_margin = float(rim_side_margin)
+        self.policy_record = {"rim_side_margin": self.rim_side_margin}  # kept in each record
 
     def reset(self, task: dict[str, Any], seed: int) -> None:
         super().reset(task, seed)

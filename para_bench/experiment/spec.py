@@ -11,7 +11,7 @@ An experiment file names what to train, on which settings, and how to evaluate i
     train_seeds = [0]
     episodes = 40                                               # test episodes per cell, task
 
-    [collect]        # seed (0), image_size (128), max_steps (600), rim_side_margin (0.0)
+    [collect]        # seed (0), image_size (128), max_steps (600), rim_side_margin (0.03)
     [train]          # steps, batch_size, lr, device, max_minutes, + any model config field
     [train.para]     #   per-agent overrides
     [variants]       # ablations: a named variant of a trainable agent, listed in ``agents``
@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from para_bench.agents.oracle import RIM_SIDE_MARGIN
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -46,7 +48,7 @@ __all__ = ["ExperimentError", "ExperimentSpec", "load_experiment", "parse_experi
 TOP_KEYS = ("name", "description", "tasks", "agents", "baselines", "settings", "demos",
             "train_seeds", "episodes", "collect", "train", "eval", "variants")
 COLLECT_DEFAULTS: dict[str, Any] = {"seed": 0, "image_size": 128, "max_steps": 600,
-                                    "rim_side_margin": 0.0}
+                                    "rim_side_margin": RIM_SIDE_MARGIN}
 #: trainer options of ``para-bench train`` (every other [train] key is a model config field)
 TRAINER_DEFAULTS: dict[str, Any] = {"steps": None, "batch_size": 32, "lr": 1e-3,
                                     "device": "cpu", "max_minutes": None}

@@ -143,8 +143,8 @@ def _demos_stages(spec: ExperimentSpec, setting: str) -> dict[int, Stage]:
     for n in sorted(spec.demos, reverse=True):
         material = {"kind": "demos", **_plan_material(setting, "train", tasks, n, c["seed"]),
                     "image_size": c["image_size"], "max_steps": c["max_steps"]}
-        margin = c.get("rim_side_margin", 0.0)
-        if margin:  # the oracle's default (0) leaves the keys of earlier demos as they were
+        margin = c["rim_side_margin"]
+        if margin:  # 0 (the oracle before the margin) leaves the keys of earlier demos alone
             material["rim_side_margin"] = margin
         key = stage_key(material)
         name = f"demos {label} d{n} c{c['seed']}"
@@ -154,7 +154,7 @@ def _demos_stages(spec: ExperimentSpec, setting: str) -> dict[int, Stage]:
             argv = ["para-bench", "collect", "--suite", _suite_arg(setting), "--split", "train",
                     "--tasks", ",".join(tasks), "--episodes", str(n), "--seed", str(c["seed"]),
                     "--image-size", str(c["image_size"]), "--max-steps", str(c["max_steps"]),
-                    "--out", work] + (["--rim-side-margin", repr(margin)] if margin else [])
+                    "--out", work, "--rim-side-margin", repr(margin)]
             kind, deps = "collect", ()
         else:
             src = out[top]

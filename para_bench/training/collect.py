@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from para_bench.agents.oracle import RIM_SIDE_MARGIN
 from para_bench.types import EpisodeSpec
 
 OBS_KEYS = {"agentview_rgb": "rgb", "ee_pos": "eef_pos", "ee_quat_xyzw": "eef_quat_xyzw",
@@ -125,7 +126,7 @@ def repair_demo_file(path: str | Path) -> bool:
 
 def collect(plan: list[EpisodeSpec], out: str | Path, image_size: int = 128,
             max_steps: int = 600, progress: bool = True,
-            physics: str = "fast", rim_side_margin: float = 0.0) -> dict[str, int]:
+            physics: str = "fast", rim_side_margin: float = RIM_SIDE_MARGIN) -> dict[str, int]:
     """Collects oracle demos for a plan into an HDF5 file (resumable).
 
     ``physics`` is the env's control-step loop (``fast`` or ``robosuite``);

@@ -37,8 +37,9 @@ class ParaConfig(PolicyConfig):
             a 1x1 conv head, so a cell's output follows what is under it; the CPU backbone
             gets no absolute image coordinates, its global context is translation
             equivariant, and position enters only relative to the EEF pixel).
-        train_steps: 3000 by default (a step costs about two thirds of an ar / voxel step;
-            see ``benchmarks/training_speed.py`` for the minutes on this machine).
+        train_steps: 2500 by default: 0.327 s a step alone on one core of the 2-core
+            machine (about two thirds of an ar / voxel step), 14 minutes with validation;
+            ``benchmarks/training_speed.py`` measures it.
     """
 
     dim: int = 64
@@ -53,4 +54,4 @@ class ParaConfig(PolicyConfig):
     subcell_refine: bool = True
     gripper_weight: float = 0.5
     rot_weight: float = 0.5
-    train_steps: int = 3000
+    train_steps: int = 2500

@@ -38,6 +38,8 @@ class VoxelConfig(PolicyConfig):
             the voxels' xyz encodings -- absolute for B, EEF-relative for C -- so the image
             features add no absolute image position of their own; B and C differ only in
             the xyz encoding, as the seed's comparison needs).
+        train_steps: 1500 by default: 0.54 s (abs) / 0.48 s (rel) a step alone on one core
+            of the 2-core machine, 14 minutes or less with validation.
     """
 
     dim: int = 64
@@ -54,6 +56,7 @@ class VoxelConfig(PolicyConfig):
     gripper_weight: float = 0.5
     rot_weight: float = 0.5
     offset_weight: float = 1.0
+    train_steps: int = 1500
 
 
 @dataclass
