@@ -82,3 +82,13 @@ def test_a_rim_side_within_the_margin_of_the_best_loses_to_the_earlier_side():
     assert side(0.02, 0.03, 0.0) == (0, -1)
     assert side(0.02, 0.03, 0.02) == (0, 1)
     assert side(0.0, 0.03, 0.02) == (0, -1)
+
+
+def test_in_process_agents_leave_the_remote_policy_field_empty():
+    """``Record.policy`` says where a remote policy ran, and tables label every record that
+    has one ``remote:...``: an in-process agent that set it (the oracle once kept its
+    rim-side margin there) had its runs shown as ``remote:None@``."""
+    from para_bench.registry import make_agent
+
+    for name in ("oracle", "noop", "random"):
+        assert getattr(make_agent(name), "policy_record", None) is None, name

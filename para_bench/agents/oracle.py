@@ -98,7 +98,6 @@ class OracleAgent(BaseAgent):
         if not 0.0 <= rim_side_margin < 0.1:
             raise ValueError(f"rim_side_margin must be in [0, 0.1) metres, not {rim_side_margin}")
         self.rim_side_margin = float(rim_side_margin)
-        self.policy_record = {"rim_side_margin": self.rim_side_margin}  # kept in each record
 
     def reset(self, task: dict[str, Any], seed: int) -> None:
         super().reset(task, seed)
